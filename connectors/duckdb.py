@@ -1,0 +1,74 @@
+"""DuckDB (the embedded default): a read-only database file, no file or network access from SQL."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from connectors.base import ConnectorTimeout, ConnectorUnavailable, QueryRejected, QueryResult
+
+#: settings fixed at connection time and locked, so no query can change them
+_LOCKED_CONFIG = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "lock_configuration": True,
+}
+
+_BATCH_ROWS = 65_536
+
+
+class DuckDBConnector:
+    dialect = "duckdb"
+
+    def __init__(self, database: Path, *, threads: int | None = None) -> None:
+        if not database.exists():
+            raise ConnectorUnavailable(f"DuckDB database file {database.name} does not exist")
+        config: dict[str, object] = dict(_LOCKED_CONFIG)
+        if threads:
+            config["threads"] = threads
+        try:
+            self._conn = duckdb.connect(str(database), read_only=True, config=config)  # type: ignore[arg-type]
+        except duckdb.Error as exc:
+            raise ConnectorUnavailable("cannot open the DuckDB database", internal_detail=str(exc)) from exc
+        self._local = threading.local()
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:
+            cursor = self._conn.cursor()
+            self._local.cursor = cursor
+        return cursor
+
+    def execute(self, sql: str, *, max_rows: int, timeout_s: float) -> QueryResult:
+        cursor = self._cursor()
+        timer = threading.Timer(timeout_s, cursor.interrupt)
+        timer.start()
+        try:
+            reader = cursor.execute(sql).to_arrow_reader(_BATCH_ROWS)
+            batches: list[pa.RecordBatch] = []
+            rows = 0
+            for batch in reader:
+                batches.append(batch)
+                rows += batch.num_rows
+                if rows > max_rows:
+                    break
+            table = pa.Table.from_batches(batches, schema=reader.schema)
+        except duckdb.InterruptException as exc:
+            raise ConnectorTimeout(f"the query ran longer than {timeout_s:g} s",
+                                   internal_detail=str(exc)) from exc
+        except duckdb.Error as exc:
+            if not timer.is_alive():
+                raise ConnectorTimeout(f"the query ran longer than {timeout_s:g} s",
+                                       internal_detail=str(exc)) from exc
+            raise QueryRejected("the database rejected the query", internal_detail=str(exc)) from exc
+        finally:
+            timer.cancel()
+        truncated = table.num_rows > max_rows
+        return QueryResult(table=table.slice(0, max_rows) if truncated else table, truncated=truncated)
+
+    def close(self) -> None:
+        self._conn.close()

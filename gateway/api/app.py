@@ -1,0 +1,120 @@
+"""The HTTP API: thin handlers over the pipeline. OpenAPI at /docs."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway import __version__
+from gateway.api import problems
+from gateway.api.models import (
+    ColumnInfo,
+    DatasetsResponse,
+    Health,
+    QueryBody,
+    QueryResponse,
+)
+from gateway.api.serialize import dumps, rows_of
+from gateway.datasets import visible_datasets
+from gateway.errors import AuthenticationError, GatewayError
+from gateway.identity.principal import Principal
+from gateway.masking.disclosure import SUPPRESSED_COLUMN
+from gateway.pipeline import QueryOutcome, QueryRequest, RequestContext
+from gateway.runtime import Runtime
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
+    status: {"description": text, "content": {problems.PROBLEM_MEDIA_TYPE: {}}}
+    for status, text in ((400, "Invalid request"), (401, "Missing or invalid access token"),
+                         (403, "Refused by policy"), (422, "The query cannot be accepted"),
+                         (503, "A dependency (policy, audit, database) is unavailable"))
+}
+
+
+def _context(request: Request) -> RequestContext:
+    return RequestContext(request_id=request.state.request_id,
+                          client_address=request.client.host if request.client else None)
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        runtime.close()
+
+    app = FastAPI(title="Municipal data gateway", version=__version__, lifespan=lifespan,
+                  description="Privacy-preserving SQL access to the city's datasets. "
+                              "Every answer is masked per policy and audited.")
+    app.add_exception_handler(GatewayError, problems.gateway_error_handler)
+    app.add_exception_handler(RequestValidationError, problems.validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, problems.http_error_handler)
+    app.add_exception_handler(Exception, problems.unexpected_error_handler)
+    gateway = runtime.gateway
+
+    @app.middleware("http")
+    async def request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        request.state.request_id = uuid.uuid4().hex
+        response = await call_next(request)
+        response.headers["X-Request-Id"] = request.state.request_id
+        return response
+
+    def principal(request: Request,
+                  authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> Principal:
+        token: str | None = None
+        if authorization:
+            scheme, _, value = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not value.strip():
+                error = AuthenticationError("send the access token as `Authorization: Bearer <token>`",
+                                            code="token_malformed", error="invalid_request")
+                gateway.record_unauthenticated(_context(request), error, path=request.url.path)
+                raise error
+            token = value.strip()
+        try:
+            return runtime.verifier.verify(token)
+        except AuthenticationError as error:
+            gateway.record_unauthenticated(_context(request), error, path=request.url.path)
+            raise
+
+    Caller = Annotated[Principal, Depends(principal)]
+
+    @app.post("/v1/query", response_model=QueryResponse, responses=PROBLEM_RESPONSES,
+              summary="Run one read-only SQL query for a declared purpose")
+    def query(body: QueryBody, request: Request, caller: Caller) -> Response:
+        outcome = gateway.run_query(
+            caller, QueryRequest(sql=body.sql, purpose=body.purpose,
+                                 dialect=body.dialect or runtime.settings.default_dialect),
+            _context(request))
+        return Response(dumps(_query_payload(outcome)), media_type="application/json")
+
+    @app.get("/v1/datasets", response_model=DatasetsResponse, responses=PROBLEM_RESPONSES,
+             summary="The datasets you may query and how each column is treated")
+    def datasets(request: Request, caller: Caller,
+                 purpose: Annotated[str | None, Query(max_length=100)] = None) -> DatasetsResponse:
+        return DatasetsResponse(datasets=visible_datasets(gateway, caller, purpose, _context(request)),
+                                policy_version=gateway.policy.version)
+
+    @app.get("/healthz", response_model=Health, summary="Liveness and the policy version in force")
+    def healthz() -> Health:
+        seq, _ = gateway.audit.head()
+        return Health(status="ok", policy_version=gateway.policy.version,
+                      policy_backend=runtime.settings.policy_backend, audit_head_seq=seq)
+
+    return app
+
+
+def _query_payload(outcome: QueryOutcome) -> dict[str, object]:
+    schema = outcome.table.schema
+    columns = []
+    for index, field in enumerate(schema):
+        if index < len(outcome.columns):
+            masking = outcome.columns[index].masking
+        else:
+            masking = "suppression_flag" if field.name == SUPPRESSED_COLUMN else "computed"
+        columns.append(ColumnInfo(name=field.name, type=str(field.type), masking=masking).model_dump())
+    return {"columns": columns, "rows": rows_of(outcome.table), "row_count": outcome.table.num_rows,
+            "truncated": outcome.truncated, "query_id": outcome.query_id, "receipt": outcome.receipt}

@@ -1,0 +1,105 @@
+"""The decision document: what the policy answers for one request.
+
+Versioned (``schema_version``) and documented in docs/dpo.md. Both policy backends (embedded Rego and
+an OPA server) must produce exactly this shape; anything that does not validate is treated as a denial
+(fail closed).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MaskOp = Literal["plain", "deny", "redact", "pseudonymise", "generalise", "partial", "free_text"]
+ColumnUse = Literal["select", "filter", "group", "join", "order", "aggregate"]
+
+#: what each mask permits by default, when the policy does not say (see docs/dpo.md, "column uses")
+DEFAULT_USES: dict[str, tuple[ColumnUse, ...]] = {
+    "plain": ("select", "filter", "group", "join", "order", "aggregate"),
+    "pseudonymise": ("select", "group", "join", "aggregate"),
+    "generalise": ("select", "filter", "group", "order", "aggregate"),
+    "redact": ("select",),
+    "partial": ("select",),
+    "free_text": ("select",),
+    "deny": (),
+}
+
+
+class ColumnRule(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    op: MaskOp = Field(description="How the column is released.")
+    rule: str = Field(description="Name of the policy rule that set this treatment.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Operator parameters.")
+    uses: tuple[ColumnUse, ...] | None = Field(
+        default=None, description="Permitted uses; None means the operator's default (DEFAULT_USES)."
+    )
+
+    def permitted_uses(self) -> tuple[ColumnUse, ...]:
+        return self.uses if self.uses is not None else DEFAULT_USES[self.op]
+
+
+class RowFilter(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    column: str
+    op: Literal["in", "eq", "not_before_days"] = "in"
+    values: tuple[str | int | float, ...] = ()
+    rule: str
+
+
+class AggregateRule(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    min_cell: int = Field(ge=1, description="Minimum distinct persons behind each released cell.")
+    rule: str
+
+
+class DatasetDecision(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    allow: bool
+    rules: tuple[str, ...] = ()
+    columns: dict[str, ColumnRule] = Field(default_factory=dict)
+    row_filters: tuple[RowFilter, ...] = ()
+    aggregate_only: AggregateRule | None = None
+    max_rows: int | None = None
+
+
+class Denial(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    rule: str
+    message: str
+    dataset: str | None = None
+
+
+class Decision(BaseModel):
+    """The policy's answer for one request (schema version 1)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    schema_version: Literal[1] = 1
+    allow: bool
+    datasets: dict[str, DatasetDecision] = Field(default_factory=dict)
+    denials: tuple[Denial, ...] = ()
+    policy_version: str = ""
+
+    def rules(self) -> list[str]:
+        names: list[str] = [d.rule for d in self.denials]
+        for ds in self.datasets.values():
+            names.extend(ds.rules)
+            names.extend(f.rule for f in ds.row_filters)
+            if ds.aggregate_only:
+                names.append(ds.aggregate_only.rule)
+        return sorted(set(names))
+
+
+class PolicyInput(BaseModel):
+    """What the policy sees. Shaped like Trino's OPA plugin input, extended by purpose and context."""
+
+    identity: dict[str, Any]
+    action: dict[str, Any]
+    resource: dict[str, Any]
+    context: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,68 @@
+"""The embedded policy backend: Rego evaluated in-process by regopy (the default)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+from regopy import Interpreter
+
+from gateway.errors import PolicyUnavailable
+from gateway.policy.decision import Decision, PolicyInput
+from gateway.policy.engine import DECISION_PATH, PolicyBundle, parse_decision
+
+
+def _compile(bundle: PolicyBundle) -> Interpreter:
+    interpreter = Interpreter()
+    try:
+        for name, text in bundle.modules.items():
+            interpreter.add_module(name, text)
+        interpreter.add_data_json(json.dumps(bundle.data))
+    except Exception as exc:  # regopy raises RegoError and friends
+        raise PolicyUnavailable(f"the policy does not compile: {exc}", code="policy_compile_error") from exc
+    return interpreter
+
+
+def evaluate(interpreter: Interpreter, query: str, policy_input: dict[str, Any] | None) -> Any:
+    """Run one query; return the first expression's value (or None when undefined)."""
+    if policy_input is not None:
+        interpreter.set_input_term(json.dumps(policy_input))
+    output = interpreter.query(query)
+    text = str(output)
+    if text.startswith("error") or not text.startswith("{"):
+        raise PolicyUnavailable("the policy engine failed to evaluate the request", code="policy_eval_error")
+    parsed = json.loads(text)
+    expressions = parsed.get("expressions") or []
+    return expressions[0] if expressions else None
+
+
+class EmbeddedPolicyEngine:
+    """In-process Rego. One interpreter per bundle, guarded by a lock (regopy is not thread-safe)."""
+
+    def __init__(self, bundle: PolicyBundle) -> None:
+        self._bundle = bundle
+        self._interpreter = _compile(bundle)
+        self._lock = threading.Lock()
+
+    @property
+    def version(self) -> str:
+        return self._bundle.version
+
+    @property
+    def bundle(self) -> PolicyBundle:
+        return self._bundle
+
+    def decide(self, policy_input: PolicyInput) -> Decision:
+        query = "data." + DECISION_PATH.replace("/", ".")
+        try:
+            with self._lock:
+                raw = evaluate(self._interpreter, query, policy_input.model_dump(mode="json"))
+        except PolicyUnavailable:
+            raise
+        except Exception as exc:
+            raise PolicyUnavailable(
+                "the policy engine failed to evaluate the request; no data is released",
+                code="policy_eval_error",
+            ) from exc
+        return parse_decision(raw, self.version)

@@ -1,0 +1,75 @@
+"""The policy engine interface and the helpers both backends share."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+from pydantic import ValidationError
+
+from gateway.catalog import Catalog
+from gateway.errors import PolicyUnavailable
+from gateway.policy.decision import Decision, PolicyInput
+
+DECISION_PATH = "gateway/authz/decision"
+
+
+class PolicyEngine(Protocol):
+    """Answers one question: may this principal, for this purpose, read these datasets, and how."""
+
+    @property
+    def version(self) -> str: ...
+
+    def decide(self, policy_input: PolicyInput) -> Decision: ...
+
+
+@dataclass(frozen=True)
+class PolicyBundle:
+    """The Rego modules and the data documents of one policy version."""
+
+    modules: dict[str, str]
+    data: dict[str, Any]
+    version: str
+
+
+def load_bundle(policy_dir: Path, catalog: Catalog) -> PolicyBundle:
+    """Read every ``*.rego`` (tests included) and ``data/*.yaml`` under ``policy_dir``.
+
+    The version is a content hash over modules, data and catalog, so any change gives a new version.
+    """
+    modules = {
+        str(p.relative_to(policy_dir)): p.read_text(encoding="utf-8")
+        for p in sorted(policy_dir.rglob("*.rego"))
+    }
+    if not any(not name.endswith("_test.rego") for name in modules):
+        raise PolicyUnavailable(f"no Rego policy modules found in {policy_dir}", code="policy_missing")
+    data: dict[str, Any] = {}
+    for p in sorted((policy_dir / "data").glob("*.yaml")):
+        loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise PolicyUnavailable(f"policy data file {p.name} must hold a mapping", code="policy_invalid")
+        data.update(loaded)
+    data["catalog"] = catalog.as_policy_data()
+    digest = hashlib.sha256()
+    for name, text in sorted(modules.items()):
+        digest.update(name.encode() + b"\0" + text.encode() + b"\0")
+    digest.update(json.dumps(data, sort_keys=True, default=str).encode())
+    return PolicyBundle(modules=modules, data=data, version="sha256:" + digest.hexdigest()[:16])
+
+
+def parse_decision(raw: Any, version: str) -> Decision:
+    """Validate the engine's raw answer; anything malformed fails closed."""
+    if not isinstance(raw, dict):
+        raise PolicyUnavailable("the policy returned no decision document", code="policy_no_decision")
+    try:
+        return Decision.model_validate({**raw, "policy_version": version})
+    except ValidationError as exc:
+        raise PolicyUnavailable(
+            "the policy returned a decision that does not match the decision schema "
+            f"({exc.error_count()} problems); no data is released",
+            code="policy_bad_decision",
+        ) from exc

@@ -1,0 +1,30 @@
+"""Build the policy input document from a principal, a purpose and the datasets a query reads."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from gateway.identity.principal import Principal
+from gateway.policy.decision import PolicyInput
+
+
+def build_input(principal: Principal, purpose: str, datasets: list[str], *,
+                client_address: str | None = None, now: datetime | None = None) -> PolicyInput:
+    identity: dict[str, object] = {
+        "user": principal.username,
+        "subject": principal.subject,
+        "roles": list(principal.roles),
+        "purposes": list(principal.purposes),
+        "districts": list(principal.districts),
+    }
+    if principal.office is not None:
+        identity["office"] = principal.office
+    if principal.clearance is not None:
+        identity["clearance"] = principal.clearance
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    return PolicyInput(
+        identity=identity,
+        action={"operation": "SelectFromColumns", "purpose": purpose},
+        resource={"datasets": sorted(datasets)},
+        context={"time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"), "client_address": client_address or ""},
+    )

@@ -1,0 +1,107 @@
+"""Assemble a Gateway from Settings: catalog, policy engine, connectors, keys, audit store, scanner."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from connectors.base import Connector
+from connectors.duckdb import DuckDBConnector
+from gateway.audit import AuditKeys, load_or_create_keys, open_store
+from gateway.catalog import Catalog, load_catalog
+from gateway.config import Settings
+from gateway.identity.verifier import TokenVerifier
+from gateway.pipeline import Gateway, Scanner
+from gateway.policy.embedded import EmbeddedPolicyEngine
+from gateway.policy.engine import PolicyEngine, load_bundle
+from gateway.sql.masks import KeyRing
+
+PSEUDONYM_KEY_FILE = "pseudonym.key"
+
+
+def load_key_ring(keys_dir: Path, *, create: bool) -> KeyRing:
+    """The pseudonym master key: 32 random bytes, hex, in ``keys_dir/pseudonym.key`` (mode 0600)."""
+    path = keys_dir / PSEUDONYM_KEY_FILE
+    if not path.exists():
+        if not create:
+            raise FileNotFoundError(f"pseudonym key file {path} is missing")
+        keys_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    master = bytes.fromhex(path.read_text().strip())
+    if len(master) < 32:
+        raise ValueError(f"pseudonym key in {path} is shorter than 32 bytes")
+    return KeyRing(master=master, key_id=hashlib.sha256(master).hexdigest()[:8])
+
+
+def build_policy_engine(settings: Settings, catalog: Catalog) -> PolicyEngine:
+    bundle = load_bundle(settings.policy_dir, catalog)
+    if settings.policy_backend == "opa":
+        from gateway.policy.opa import OpaPolicyEngine
+
+        return OpaPolicyEngine(settings.opa.url, version=bundle.version, timeout_s=settings.opa.timeout_seconds)
+    return EmbeddedPolicyEngine(bundle)
+
+
+def build_connectors(settings: Settings, catalog: Catalog) -> dict[str, Connector]:
+    connectors: dict[str, Connector] = {}
+    for name, config in catalog.connectors.items():
+        if config.kind == "duckdb":
+            database = Path(config.database or f"{name}.duckdb")
+            if not database.is_absolute():
+                database = settings.data_dir / database
+            connectors[name] = DuckDBConnector(database)
+        else:
+            raise ValueError(f"connector {name!r}: kind {config.kind!r} is not supported yet")
+    return connectors
+
+
+def default_scanner(language: str) -> Scanner:
+    from gateway.pii import get_scanner
+
+    scanner = get_scanner(language)
+    return scanner.mask_many
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    gateway: Gateway
+    verifier: TokenVerifier
+    audit_keys: AuditKeys
+
+    def close(self) -> None:
+        self.verifier.close()
+        for connector in self.gateway.connectors.values():
+            connector.close()
+        self.gateway.audit.close()
+
+
+def build_runtime(settings: Settings, *, create_keys: bool = False, scanner: Scanner | None = None) -> Runtime:
+    if settings.identity is None:
+        raise ValueError("identity settings are missing: set identity.issuer in the config file "
+                         "or GATEWAY_IDENTITY__ISSUER")
+    catalog = load_catalog(settings.catalog_path)
+    keys_dir = settings.resolved_keys_dir()
+    audit_keys = load_or_create_keys(keys_dir) if create_keys or keys_dir.exists() else None
+    if audit_keys is None:
+        raise FileNotFoundError(f"audit keys directory {keys_dir} is missing")
+    key_ring = load_key_ring(keys_dir, create=create_keys)
+    store = open_store(settings.resolved_audit_url(), audit_keys.signing_key)
+    gateway = Gateway(
+        catalog=catalog,
+        policy=build_policy_engine(settings, catalog),
+        connectors=build_connectors(settings, catalog),
+        audit=store,
+        audit_keys=audit_keys,
+        key_ring=key_ring,
+        scanner=scanner or default_scanner(settings.pii_language),
+        max_rows_cap=settings.max_rows_cap,
+        statement_timeout_s=settings.statement_timeout_seconds,
+    )
+    return Runtime(settings=settings, gateway=gateway, verifier=TokenVerifier(settings.identity),
+                   audit_keys=audit_keys)

@@ -1,0 +1,117 @@
+"""Column masks as SQL expressions, per target dialect, so the database does the masking.
+
+Every expression here must give the same output for the same input on DuckDB, PostgreSQL and
+MariaDB/MySQL (pseudonyms are joined across engines). Keys are embedded as literals: the rewritten
+SQL is therefore a secret and is never shown to analysts or stored verbatim (see ``redact_keys``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from sqlglot import exp
+
+from gateway.errors import InvalidQuery
+from gateway.policy.decision import ColumnRule
+
+REDACTED_TOKEN = "***"
+PSEUDONYM_PREFIX = "p_"
+PSEUDONYM_HEX_CHARS = 16
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """Derives per-purpose, per-domain pseudonym keys from one master key."""
+
+    master: bytes
+    key_id: str
+
+    def pseudonym_key(self, purpose: str, domain: str) -> str:
+        message = f"pseudonym\0{purpose}\0{domain}".encode()
+        return hmac.new(self.master, message, hashlib.sha256).hexdigest()
+
+
+def _sha256_hex(value: exp.Expression, dialect: str) -> exp.Expression:
+    if dialect == "postgres":
+        converted = exp.Anonymous(this="convert_to", expressions=[value, exp.Literal.string("UTF8")])
+        digest = exp.Anonymous(this="sha256", expressions=[converted])
+        return exp.Anonymous(this="encode", expressions=[digest, exp.Literal.string("hex")])
+    if dialect == "mysql":
+        return exp.Anonymous(this="SHA2", expressions=[value, exp.Literal.number(256)])
+    return exp.Anonymous(this="sha256", expressions=[value])
+
+
+def _concat(*parts: exp.Expression) -> exp.Expression:
+    return exp.Concat(expressions=list(parts), safe=True, coalesce=False)
+
+
+def _as_text(column: exp.Expression) -> exp.Expression:
+    return exp.Cast(this=column, to=exp.DataType.build("VARCHAR"))
+
+
+def pseudonymise(column: exp.Expression, key: str, dialect: str) -> exp.Expression:
+    """``'p_' || left(sha256(key || sha256(key || value)), 16)``: keyed, stable, NULL stays NULL.
+
+    The nested hash avoids SHA-256 length extension; the same on every engine.
+    """
+    key_lit = exp.Literal.string(key)
+    inner = _sha256_hex(_concat(key_lit, _as_text(column)), dialect)
+    outer = _sha256_hex(_concat(key_lit, inner), dialect)
+    short = exp.Substring(this=outer, start=exp.Literal.number(1), length=exp.Literal.number(PSEUDONYM_HEX_CHARS))
+    hashed = _concat(exp.Literal.string(PSEUDONYM_PREFIX), short)
+    return exp.Case(ifs=[exp.If(this=exp.Is(this=column.copy(), expression=exp.Null()), true=exp.Null())],
+                    default=hashed)
+
+
+def redact(column_type: str) -> exp.Expression:
+    if column_type.upper().startswith(("VARCHAR", "TEXT", "CHAR")):
+        return exp.Literal.string(REDACTED_TOKEN)
+    return exp.Cast(this=exp.Null(), to=exp.DataType.build(column_type))
+
+
+def generalise(column: exp.Expression, params: dict[str, object], column_type: str) -> exp.Expression:
+    to = str(params.get("to", "year"))
+    if to == "year":
+        return exp.Extract(this=exp.var("YEAR"), expression=column)
+    if to == "month":
+        return exp.DateTrunc(unit=exp.Literal.string("MONTH"), this=column)
+    if to == "prefix":
+        length = int(str(params.get("length", 2)))
+        return exp.Substring(this=_as_text(column), start=exp.Literal.number(1), length=exp.Literal.number(length))
+    if to == "round":
+        step = float(str(params.get("step", 10)))
+        return exp.Mul(this=exp.Floor(this=exp.Div(this=column, expression=exp.Literal.number(step))),
+                       expression=exp.Literal.number(step))
+    raise InvalidQuery(f"unknown generalisation {to!r} in the policy", code="policy_mask_unknown")
+
+
+def partial(column: exp.Expression, params: dict[str, object]) -> exp.Expression:
+    keep = int(str(params.get("first", 2)))
+    head = exp.Substring(this=_as_text(column), start=exp.Literal.number(1), length=exp.Literal.number(keep))
+    return _concat(head, exp.Literal.string(REDACTED_TOKEN))
+
+
+def mask_expression(column: exp.Expression, rule: ColumnRule, *, column_type: str, dialect: str,
+                    keys: KeyRing, purpose: str) -> exp.Expression:
+    """The SQL that releases ``column`` under ``rule`` (``deny`` is handled by omission)."""
+    if rule.op in ("plain", "free_text"):
+        return column
+    if rule.op == "pseudonymise":
+        domain = str(rule.params.get("domain", "default"))
+        return pseudonymise(column, keys.pseudonym_key(purpose, domain), dialect)
+    if rule.op == "redact":
+        return redact(column_type)
+    if rule.op == "generalise":
+        return generalise(column, rule.params, column_type)
+    if rule.op == "partial":
+        return partial(column, rule.params)
+    raise InvalidQuery(f"the policy names an unknown mask {rule.op!r}", code="policy_mask_unknown")
+
+
+def redact_keys(sql: str, keys: KeyRing, purposes_domains: list[tuple[str, str]]) -> str:
+    """Replace every key literal in ``sql`` by a placeholder naming the key id."""
+    for purpose, domain in purposes_domains:
+        sql = sql.replace(keys.pseudonym_key(purpose, domain), f"<key:{keys.key_id}:{domain}>")
+    return sql
