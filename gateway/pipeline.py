@@ -148,6 +148,7 @@ class Gateway:
             "client_address": ctx.client_address,
             **sql_fields(request.sql, key=self.audit_keys, dialect=request.dialect),
         }
+        base.pop("rewritten_dialect", None)
         decision: Decision | None = None
         plan: RewritePlan | None = None
         connector_name: str | None = None

@@ -73,8 +73,12 @@ class Runtime:
     gateway: Gateway
     verifier: TokenVerifier
     audit_keys: AuditKeys
+    closed: bool = False
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         self.verifier.close()
         for connector in self.gateway.connectors.values():
             connector.close()

@@ -1,6 +1,5 @@
 """The HTTP API: thin handlers over the pipeline. OpenAPI at /docs."""
 
-from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Any
 
 from fastapi import Request
@@ -10,6 +12,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.errors import AuthenticationError, GatewayError
+
+log = logging.getLogger("gateway.api")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://data-gateway.invalid/problems/"
@@ -87,6 +91,9 @@ async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
 
 async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
     request_id = _request_id(request)
+    # the traceback can hold data values: only with GATEWAY_DEBUG_TRACEBACKS=1, on the operator's console
+    log.error("request %s failed: %s", request_id, type(exc).__name__,
+              exc_info=exc if os.environ.get("GATEWAY_DEBUG_TRACEBACKS") == "1" else None)
     body = problem_body(status=500, code="internal_error", title="The gateway failed",
                         detail=f"the gateway failed; quote reference {request_id} to the operator",
                         request_id=request_id)

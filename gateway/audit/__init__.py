@@ -41,7 +41,7 @@ from .record import (
     sql_fields,
 )
 from .sql_text import normalise_sql, unparseable_marker
-from .store import AuditStore, SQLAuditStore, open_store, prune
+from .store import AuditStore, SQLAuditStore, default_sqlite_url, open_store, prune
 
 __all__ = [
     "ANCHOR",
@@ -61,6 +61,7 @@ __all__ = [
     "VerifyReport",
     "canonical_json",
     "decrypt_original",
+    "default_sqlite_url",
     "encrypt_original",
     "format_time",
     "key_id",

@@ -35,13 +35,18 @@ def _payload(receipt: Mapping[str, Any]) -> bytes:
 
 def make_receipt(stored: StoredRecord, event: AuditEvent, signing_key: SigningKeyInput) -> dict[str, Any]:
     """The receipt for ``event`` stored as ``stored``; ``signature`` is base64url Ed25519 over the
-    canonical JSON of the other fields."""
+    canonical JSON of the other fields.  The values are taken from the stored record (which is what the
+    audit trail holds); ``event`` must be the event that was appended."""
     key = load_signing_key(signing_key)
+    data = stored.event_data
+    if data.get("request_id") != event.request_id:
+        raise ValueError("the event does not belong to this stored record")
+    sql = data.get("sql_normalised")
     receipt: dict[str, Any] = {
-        "request_id": event.request_id,
-        "query_hash": query_hash(event.sql_normalised),
-        "policy_version": event.policy_version,
-        "decision": event.decision,
+        "request_id": data.get("request_id"),
+        "query_hash": query_hash(sql if isinstance(sql, str) else None),
+        "policy_version": data.get("policy_version"),
+        "decision": data.get("decision"),
         "audit_record_hash": stored.record_hash,
         "seq": stored.seq,
         "time": format_time(stored.time),

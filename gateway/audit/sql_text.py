@@ -10,7 +10,9 @@ understand is never stored: it is replaced by a fixed marker holding only its le
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
+from contextvars import ContextVar
 
 import sqlglot
 from sqlglot import exp
@@ -32,6 +34,21 @@ _LITERAL_TYPES: tuple[type[exp.Expression], ...] = (
 #: node types that carry raw, unparsed SQL text: never trusted
 _RAW_TEXT_TYPES: tuple[type[exp.Expression], ...] = (exp.Command, exp.JSONPathKey)
 
+_normalising: ContextVar[bool] = ContextVar("audit_normalising_sql", default=False)
+
+
+class _DropWhileNormalising(logging.Filter):
+    """sqlglot logs the raw SQL when it falls back to a ``Command``; while this module parses the
+    analyst's SQL that text (with its literals) must not reach the application log either."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _normalising.get()
+
+
+_sqlglot_logger = logging.getLogger("sqlglot")
+if not any(isinstance(f, _DropWhileNormalising) for f in _sqlglot_logger.filters):
+    _sqlglot_logger.addFilter(_DropWhileNormalising())
+
 _MARKER_RE = re.compile(r"<unparseable SQL: \d+ chars, sha256 [0-9a-f]{64}>")
 
 
@@ -45,13 +62,22 @@ def is_marker(text: str) -> bool:
     return _MARKER_RE.fullmatch(text) is not None
 
 
-def _is_parameter_index(node: exp.Expression) -> bool:
+#: an interval literal that is already normalised, e.g. ``INTERVAL '? DAYS'``: only ``?`` and a unit
+_NORMALISED_INTERVAL = re.compile(
+    r"\?(\s+(YEAR|MONTH|WEEK|DAY|HOUR|MINUTE|SECOND|MILLISECOND|MICROSECOND|QUARTER|DECADE|CENTURY)S?)?",
+    re.IGNORECASE)
+
+
+def _is_kept(node: exp.Expression) -> bool:
     # ``$1`` parses as Parameter(this=Literal(1)): the index is not a value, keep it.
-    return isinstance(node, exp.Literal) and isinstance(node.parent, exp.Parameter)
+    if isinstance(node, exp.Literal) and isinstance(node.parent, exp.Parameter):
+        return True
+    return (isinstance(node, exp.Literal) and node.is_string and isinstance(node.parent, exp.Interval)
+            and _NORMALISED_INTERVAL.fullmatch(node.name) is not None)
 
 
 def _replace(node: exp.Expression) -> exp.Expression:
-    if isinstance(node, _LITERAL_TYPES) and not _is_parameter_index(node):
+    if isinstance(node, _LITERAL_TYPES) and not _is_kept(node):
         return exp.var(PLACEHOLDER)
     return node
 
@@ -60,7 +86,7 @@ def _still_has_values(tree: exp.Expression) -> bool:
     for node in tree.walk():
         if isinstance(node, _RAW_TEXT_TYPES):
             return True
-        if isinstance(node, _LITERAL_TYPES) and not _is_parameter_index(node):
+        if isinstance(node, _LITERAL_TYPES) and not _is_kept(node):
             return True
     return False
 
@@ -77,6 +103,14 @@ def normalise_sql(sql: str, dialect: str = "postgres") -> str:
         return sql
     if not sql.strip():
         return ""
+    token = _normalising.set(True)
+    try:
+        return _normalise(sql, dialect)
+    finally:
+        _normalising.reset(token)
+
+
+def _normalise(sql: str, dialect: str) -> str:
     try:
         trees = sqlglot.parse(sql, read=dialect or None)
         parts: list[str] = []

@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -188,6 +189,8 @@ class SQLAuditStore(ABC):
         self._check_open()
         signing_key = self._require_key()
         try:
+            # validate again: an event changed with model_copy(update=...) skipped the SQL normalisation
+            event = AuditEvent.model_validate(event.model_dump())
             data = event.canonical_dict()
             event_json = canonical_json(data).decode("utf-8")
             time = event.time
@@ -397,6 +400,11 @@ def open_store(url: str, signing_key: SigningKeyInput | None, *, checkpoint_ever
         return PostgresAuditStore(url, signing_key, checkpoint_policy=policy,
                                   checkpoint_on_close=checkpoint_on_close, **options)
     raise ValueError("unsupported audit store URL (use sqlite:///... or postgresql://...)")
+
+
+def default_sqlite_url(data_dir: str | Path) -> str:
+    """The URL of the embedded default store: ``audit.db`` in the gateway's data directory."""
+    return f"sqlite:///{(Path(data_dir) / 'audit.db').resolve()}"
 
 
 def prune(store: AuditStore, before: datetime, signing_key: SigningKeyInput, *,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,18 +34,23 @@ class PolicyBundle:
     modules: dict[str, str]
     data: dict[str, Any]
     version: str
+    #: ``*_test.rego`` modules, kept apart: they are run by `gateway policy test`, never loaded into the
+    #: decision interpreter (regopy 1.5 crashes evaluating decisions with test modules loaded)
+    test_modules: dict[str, str] = field(default_factory=dict)
 
 
 def load_bundle(policy_dir: Path, catalog: Catalog) -> PolicyBundle:
-    """Read every ``*.rego`` (tests included) and ``data/*.yaml`` under ``policy_dir``.
+    """Read every ``*.rego`` and ``data/*.yaml`` under ``policy_dir``.
 
     The version is a content hash over modules, data and catalog, so any change gives a new version.
     """
-    modules = {
+    all_modules = {
         str(p.relative_to(policy_dir)): p.read_text(encoding="utf-8")
         for p in sorted(policy_dir.rglob("*.rego"))
     }
-    if not any(not name.endswith("_test.rego") for name in modules):
+    modules = {n: t for n, t in all_modules.items() if not n.endswith("_test.rego")}
+    test_modules = {n: t for n, t in all_modules.items() if n.endswith("_test.rego")}
+    if not modules:
         raise PolicyUnavailable(f"no Rego policy modules found in {policy_dir}", code="policy_missing")
     data: dict[str, Any] = {}
     for p in sorted((policy_dir / "data").glob("*.yaml")):
@@ -58,7 +63,8 @@ def load_bundle(policy_dir: Path, catalog: Catalog) -> PolicyBundle:
     for name, text in sorted(modules.items()):
         digest.update(name.encode() + b"\0" + text.encode() + b"\0")
     digest.update(json.dumps(data, sort_keys=True, default=str).encode())
-    return PolicyBundle(modules=modules, data=data, version="sha256:" + digest.hexdigest()[:16])
+    return PolicyBundle(modules=modules, data=data, version="sha256:" + digest.hexdigest()[:16],
+                        test_modules=test_modules)
 
 
 def parse_decision(raw: Any, version: str) -> Decision:

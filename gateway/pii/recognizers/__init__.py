@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import gateway.pii._offline  # noqa: F401  (before presidio)
-
 from presidio_analyzer import EntityRecognizer, RecognizerRegistry
 
+import gateway.pii._offline  # noqa: F401  (before presidio)
 from gateway.pii.recognizers.address import AddressRecognizer
 from gateway.pii.recognizers.aktenzeichen import AktenzeichenRecognizer
 from gateway.pii.recognizers.ausweis import AusweisRecognizer

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from gateway.pii.recognizers.base import GermanPatternRecognizer
 
-_TOKEN = r"[\p{L}\d][\p{L}\d./-]*\d(?:[\p{L}\d./-]*[\p{L}\d])?|\d"
+_AZ_PART = r"[\p{L}\d][\p{L}\d./-]*\d(?:[\p{L}\d./-]*[\p{L}\d])?|\d"
 _REGISTER = r"[A-Z][A-Za-z]{0,3}"
-_BODY = r"(?:" + _TOKEN + r")(?:\x20(?:" + _REGISTER + r"\x20)?(?:" + _TOKEN + r"))*"
+_BODY = r"(?:" + _AZ_PART + r")(?:\x20(?:" + _REGISTER + r"\x20)?(?:" + _AZ_PART + r"))*"
 _LABEL = (
     r"(?:Az\.?|AZ|Aktenzeichen|Geschäftszeichen|Gz\.|GZ|Gesch\.-Z\.|Unser\x20Zeichen|unser\x20Zeichen|"
     r"Ihr\x20Zeichen|Ihr\x20Az\.|file\x20no\.|case\x20no\.)"

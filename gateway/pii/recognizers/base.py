@@ -33,7 +33,7 @@ def words_regex(words: Sequence[str], *, ignore_case: bool = True) -> regex.Patt
     return regex.compile(rf"(?<![\w])(?:{body})(?![\w])", flags)
 
 
-class GermanPatternRecognizer(PatternRecognizer):  # type: ignore[misc]
+class GermanPatternRecognizer(PatternRecognizer):
     ENTITY: ClassVar[str] = ""
     #: (name, regex, base score)
     PATTERN_SPECS: ClassVar[Sequence[tuple[str, str, float]]] = ()
@@ -52,14 +52,12 @@ class GermanPatternRecognizer(PatternRecognizer):  # type: ignore[misc]
             name=type(self).__name__,
             supported_language=supported_language,
             patterns=patterns,
-            context=[w.replace("\\", "") for w in self.CONTEXT_WORDS] or None,
+            context=[w.replace("\\", "") for w in self.CONTEXT_WORDS],
             global_regex_flags=self.FLAGS,
         )
         self._compiled = [(p, regex.compile(p.regex, self.FLAGS)) for p in patterns]
         self._context_re = words_regex(self.CONTEXT_WORDS) if self.CONTEXT_WORDS else None
-        self._negative_re = (
-            words_regex(self.NEGATIVE_CONTEXT_WORDS) if self.NEGATIVE_CONTEXT_WORDS else None
-        )
+        self._negative_re = words_regex(self.NEGATIVE_CONTEXT_WORDS) if self.NEGATIVE_CONTEXT_WORDS else None
 
     # ------------------------------------------------------------------ hooks
     def has_context(self, text: str, start: int, end: int) -> bool:
@@ -116,7 +114,7 @@ class GermanPatternRecognizer(PatternRecognizer):  # type: ignore[misc]
                         end=e,
                         score=score,
                         recognition_metadata={
-                            RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                            RecognizerResult.RECOGNIZER_NAME_KEY: type(self).__name__,
                             RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
                             "pattern": pattern.name,
                         },

@@ -33,7 +33,10 @@ _DOB_RE = (
     r"(?:" + _CONTEXT + r")\x20?(?:am|on|:)?\x20?:?\x20?(?P<pii>" + _DATE + r")"
     r"|(?<![\w*])\*\x20?(?P<pii>" + _DATE + r")"
 )
-_YEAR_RE = r"(?:\(geb\.|geb\.|geboren|Jahrgang|Jg\.|born\x20in)\x20?(?:im\x20Jahr\x20|in\x20)?(?P<pii>(?:19|20)\d{2})(?!\d)"
+_YEAR_RE = (
+    r"(?:\(geb\.|geb\.|geboren|Jahrgang|Jg\.|born\x20in)\x20?(?:im\x20Jahr\x20|in\x20)?"
+    r"(?P<pii>(?:19|20)\d{2})(?!\d)"
+)
 
 _PARTS = regex.compile(r"\d+")
 

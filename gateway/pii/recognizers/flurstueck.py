@@ -11,8 +11,10 @@ from __future__ import annotations
 from gateway.pii.recognizers.base import GermanPatternRecognizer
 
 _NUM = r"\d{1,5}(?:/\d{1,4})?"
-_PARCEL = r"(?:Flurstücke?|Flurstücksnummer|Flst\.(?:-Nr\.)?|Flst|Flurst\.)\x20?:?\x20?" + _NUM + (
-    r"(?:\x20?(?:,|und|u\.)\x20?" + _NUM + r"(?![\w.]))*"
+_PARCEL = (
+    r"(?:Flurstücke?|Flurstücksnummer|Flst\.(?:-Nr\.)?|Flst|Flurst\.)\x20?:?\x20?"
+    + _NUM
+    + (r"(?:\x20?(?:,|und|u\.)\x20?" + _NUM + r"(?![\w.]))*")
 )
 _FLUR = r"Flur\x20\d{1,3},?\x20"
 _GEMARKUNG = r"Gemarkung\x20\p{Lu}[\p{L}-]+(?:\x20\p{Lu}[\p{L}-]+)?,?\x20"

@@ -6,8 +6,40 @@ from gateway.pii.recognizers.base import GermanPatternRecognizer
 
 # district codes that collide with common abbreviations in administrative text
 _NOT_DISTRICTS = frozenset(
-    "SGB BGB ZPO EUR USD GG AZ KW NR ABS ART UST DIN ISO EU AO VWGO STGB BAB TEL FAX PLZ "
-    "KITA GMBH AG KG UG EV ID PDF CD TV".split()
+    [
+        "SGB",
+        "BGB",
+        "ZPO",
+        "EUR",
+        "USD",
+        "GG",
+        "AZ",
+        "KW",
+        "NR",
+        "ABS",
+        "ART",
+        "UST",
+        "DIN",
+        "ISO",
+        "EU",
+        "AO",
+        "VWGO",
+        "STGB",
+        "BAB",
+        "TEL",
+        "FAX",
+        "PLZ",
+        "KITA",
+        "GMBH",
+        "AG",
+        "KG",
+        "UG",
+        "EV",
+        "ID",
+        "PDF",
+        "CD",
+        "TV",
+    ]
 )
 
 

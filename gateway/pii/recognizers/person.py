@@ -35,8 +35,40 @@ _TOKEN = regex.compile(r"\p{L}[\p{L}'’]*(?:-\p{L}[\p{L}'’]*)*")
 _NOUN_SUFFIX = regex.compile(
     r"(?:ung|ungen|heit|keit|schaft|tion|sion|tät|nis|ment|ismus|ik|ie|ei|age|ium|ität|ür|ten|chen|lein)$"
 )
-_PARTICLES = frozenset("von van der de del della di da zu vom zur ten ter el al bin ibn dos das du le la".split())
-_TITLES = frozenset("Dr Prof med Dipl Ing rer nat phil jur dent habil Mag Med vet".split())
+#: a name after a form label such as "Kontoinhaber/in: Beniamin Dumitrescu"
+_LABELLED_NAME = regex.compile(
+    r"(?:Kontoinhaber|Zahlungsempfänger|Vermieter|Antragsteller|Ansprechpartner|Betreuer|Bevollmächtigte?r?)"
+    r"(?:/in|in|\(in\))?\s*:\s*(\p{Lu}[\p{L}'’-]+(?:[ ]\p{Lu}[\p{L}'’.-]*){0,3})"
+)
+_PARTICLES = frozenset(
+    [
+        "von",
+        "van",
+        "der",
+        "de",
+        "del",
+        "della",
+        "di",
+        "da",
+        "zu",
+        "vom",
+        "zur",
+        "ten",
+        "ter",
+        "el",
+        "al",
+        "bin",
+        "ibn",
+        "dos",
+        "das",
+        "du",
+        "le",
+        "la",
+    ]
+)
+_TITLES = frozenset(
+    ["Dr", "Prof", "med", "Dipl", "Ing", "rer", "nat", "phil", "jur", "dent", "habil", "Mag", "Med", "vet"]
+)
 
 
 @dataclass(frozen=True)
@@ -52,30 +84,175 @@ class LanguageConfig:
 
 DE = LanguageConfig(
     strong=frozenset(
-        "Herr Herrn Frau Familie Eheleute Geschwister namens Rechtsanwalt Rechtsanwältin Notar Notarin "
-        "geborene geborener verheiratete verwitwete Herrn".split()
+        [
+            "Herr",
+            "Herrn",
+            "Frau",
+            "Familie",
+            "Eheleute",
+            "Geschwister",
+            "namens",
+            "Rechtsanwalt",
+            "Rechtsanwältin",
+            "Notar",
+            "Notarin",
+            "geborene",
+            "geborener",
+            "verheiratete",
+            "verwitwete",
+            "Herrn",
+        ]
     ),
-    strong_abbrev=frozenset("Hr Fr Fam Dr Prof geb verh verw gesch RA RAin".split()),
+    strong_abbrev=frozenset(["Hr", "Fr", "Fam", "Dr", "Prof", "geb", "verh", "verw", "gesch", "RA", "RAin"]),
     weak=frozenset(
-        """Sohn Sohnes Tochter Ehemann Ehemannes Ehefrau Ehegatte Ehegattin Lebensgefährte Lebensgefährtin
-        Partner Partnerin Mutter Vater Kind Kindes Bruder Schwester Oma Opa Großmutter Großvater Enkel
-        Enkelin Neffe Nichte Onkel Tante Cousin Cousine Betreuer Betreuerin Vermieter Vermieterin Nachbar
-        Nachbarin Klient Klientin Antragsteller Antragstellerin Kollege Kollegin Sachbearbeiter
-        Sachbearbeiterin Freund Freundin Stiefvater Stiefmutter Stiefsohn Stieftochter Pflegekind
-        Pflegemutter Pflegevater Schüler Schülerin Mitarbeiter Mitarbeiterin Vormund Ansprechpartner
-        Ansprechpartnerin Bewohner Bewohnerin Patient Patientin Kindsvater Kindsmutter Kindesvater
-        Kindesmutter Mieter Mieterin Halter Halterin Hausarzt Hausärztin Zeuge Zeugin Bürger Bürgerin
-        Beschwerdeführer Beschwerdeführerin Hinweisgeber Hinweisgeberin Anrufer Anruferin Sohnemann
-        Baby Säugling Geschwisterkind Lehrer Lehrerin Erzieher Erzieherin Therapeut Therapeutin
-        Schwiegersohn Schwiegertochter Schwiegermutter Schwiegervater Ex-Mann Ex-Frau Exmann Exfrau""".split()
+        [
+            "Sohn",
+            "Sohnes",
+            "Tochter",
+            "Ehemann",
+            "Ehemannes",
+            "Ehefrau",
+            "Ehegatte",
+            "Ehegattin",
+            "Lebensgefährte",
+            "Lebensgefährtin",
+            "Partner",
+            "Partnerin",
+            "Mutter",
+            "Vater",
+            "Kind",
+            "Kindes",
+            "Bruder",
+            "Schwester",
+            "Oma",
+            "Opa",
+            "Großmutter",
+            "Großvater",
+            "Enkel",
+            "Enkelin",
+            "Neffe",
+            "Nichte",
+            "Onkel",
+            "Tante",
+            "Cousin",
+            "Cousine",
+            "Betreuer",
+            "Betreuerin",
+            "Vermieter",
+            "Vermieterin",
+            "Nachbar",
+            "Nachbarin",
+            "Klient",
+            "Klientin",
+            "Antragsteller",
+            "Antragstellerin",
+            "Kollege",
+            "Kollegin",
+            "Sachbearbeiter",
+            "Sachbearbeiterin",
+            "Freund",
+            "Freundin",
+            "Stiefvater",
+            "Stiefmutter",
+            "Stiefsohn",
+            "Stieftochter",
+            "Pflegekind",
+            "Pflegemutter",
+            "Pflegevater",
+            "Schüler",
+            "Schülerin",
+            "Mitarbeiter",
+            "Mitarbeiterin",
+            "Vormund",
+            "Ansprechpartner",
+            "Ansprechpartnerin",
+            "Bewohner",
+            "Bewohnerin",
+            "Patient",
+            "Patientin",
+            "Kindsvater",
+            "Kindsmutter",
+            "Kindesvater",
+            "Kindesmutter",
+            "Mieter",
+            "Mieterin",
+            "Halter",
+            "Halterin",
+            "Hausarzt",
+            "Hausärztin",
+            "Zeuge",
+            "Zeugin",
+            "Bürger",
+            "Bürgerin",
+            "Beschwerdeführer",
+            "Beschwerdeführerin",
+            "Hinweisgeber",
+            "Hinweisgeberin",
+            "Anrufer",
+            "Anruferin",
+            "Sohnemann",
+            "Baby",
+            "Säugling",
+            "Geschwisterkind",
+            "Lehrer",
+            "Lehrerin",
+            "Erzieher",
+            "Erzieherin",
+            "Therapeut",
+            "Therapeutin",
+            "Schwiegersohn",
+            "Schwiegertochter",
+            "Schwiegermutter",
+            "Schwiegervater",
+            "Ex-Mann",
+            "Ex-Frau",
+            "Exmann",
+            "Exfrau",
+        ]
     ),
     roles=frozenset(
-        """Rechtsanwalt Rechtsanwältin Bürgermeister Bürgermeisterin Oberbürgermeister
-        Oberbürgermeisterin Stadtrat Stadträtin Kollege Kollegin Doktor Doktorin Professor Professorin
-        Pfarrer Pfarrerin Richterin Direktor Direktorin Kommissar Kommissarin Notar Notarin Minister
-        Ministerin Dezernent Dezernentin Amtsleiter Amtsleiterin Abteilungsleiter Abteilungsleiterin
-        Sachbearbeiter Sachbearbeiterin Kriminalkommissar Polizeioberkommissar Polizeikommissarin
-        Polizeihauptkommissar Obergerichtsvollzieher Gerichtsvollzieher Gerichtsvollzieherin""".split()
+        [
+            "Rechtsanwalt",
+            "Rechtsanwältin",
+            "Bürgermeister",
+            "Bürgermeisterin",
+            "Oberbürgermeister",
+            "Oberbürgermeisterin",
+            "Stadtrat",
+            "Stadträtin",
+            "Kollege",
+            "Kollegin",
+            "Doktor",
+            "Doktorin",
+            "Professor",
+            "Professorin",
+            "Pfarrer",
+            "Pfarrerin",
+            "Richterin",
+            "Direktor",
+            "Direktorin",
+            "Kommissar",
+            "Kommissarin",
+            "Notar",
+            "Notarin",
+            "Minister",
+            "Ministerin",
+            "Dezernent",
+            "Dezernentin",
+            "Amtsleiter",
+            "Amtsleiterin",
+            "Abteilungsleiter",
+            "Abteilungsleiterin",
+            "Sachbearbeiter",
+            "Sachbearbeiterin",
+            "Kriminalkommissar",
+            "Polizeioberkommissar",
+            "Polizeikommissarin",
+            "Polizeihauptkommissar",
+            "Obergerichtsvollzieher",
+            "Gerichtsvollzieher",
+            "Gerichtsvollzieherin",
+        ]
     ),
     institutions=(
         r"Amt\x20für\x20Soziale\x20Arbeit",
@@ -93,25 +270,163 @@ DE = LanguageConfig(
 )
 
 EN = LanguageConfig(
-    strong=frozenset("Mr Mrs Ms Miss Mister Madam Mx Sir Dame Lady Lord named".split()),
-    strong_abbrev=frozenset("Mr Mrs Ms Mx Dr Prof".split()),
-    weak=frozenset(
-        """son daughter husband wife mother father brother sister grandmother grandfather aunt uncle
-        nephew niece cousin partner boyfriend girlfriend landlord landlady neighbour neighbor tenant
-        client applicant caseworker colleague child friend patient resident teacher""".split()
+    strong=frozenset(
+        ["Mr", "Mrs", "Ms", "Miss", "Mister", "Madam", "Mx", "Sir", "Dame", "Lady", "Lord", "named"]
     ),
-    roles=frozenset("Doctor Professor Judge Officer Detective Councillor Councilor Mayor Reverend".split()),
+    strong_abbrev=frozenset(["Mr", "Mrs", "Ms", "Mx", "Dr", "Prof"]),
+    weak=frozenset(
+        [
+            "son",
+            "daughter",
+            "husband",
+            "wife",
+            "mother",
+            "father",
+            "brother",
+            "sister",
+            "grandmother",
+            "grandfather",
+            "aunt",
+            "uncle",
+            "nephew",
+            "niece",
+            "cousin",
+            "partner",
+            "boyfriend",
+            "girlfriend",
+            "landlord",
+            "landlady",
+            "neighbour",
+            "neighbor",
+            "tenant",
+            "client",
+            "applicant",
+            "caseworker",
+            "colleague",
+            "child",
+            "friend",
+            "patient",
+            "resident",
+            "teacher",
+        ]
+    ),
+    roles=frozenset(
+        [
+            "Doctor",
+            "Professor",
+            "Judge",
+            "Officer",
+            "Detective",
+            "Councillor",
+            "Councilor",
+            "Mayor",
+            "Reverend",
+        ]
+    ),
     institutions=(r"Social\x20Services", r"Job\x20Centre(?:\x20Plus)?"),
     first_file="first_names_en.txt",
     last_file="last_names_en.txt",
 )
 
 _EN_COMMON = frozenset(
-    """The A An He She It We They I You His Her Their Our My This That These Those Today Yesterday Tomorrow
-    Monday Tuesday Wednesday Thursday Friday Saturday Sunday January February March April May June July
-    August September October November December Please Thanks Thank Dear Regards Council City Street Road
-    Avenue Lane Office Department Benefit Benefits Housing Tax Ticket Case Note Notes Call Email Phone
-    After Before During With Without For From Into On In At By Of And Or But Also Not No Yes Client""".split()
+    [
+        "The",
+        "A",
+        "An",
+        "He",
+        "She",
+        "It",
+        "We",
+        "They",
+        "I",
+        "You",
+        "His",
+        "Her",
+        "Their",
+        "Our",
+        "My",
+        "This",
+        "That",
+        "These",
+        "Those",
+        "Today",
+        "Yesterday",
+        "Tomorrow",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+        "Please",
+        "Thanks",
+        "Thank",
+        "Dear",
+        "Regards",
+        "Council",
+        "City",
+        "Street",
+        "Road",
+        "Avenue",
+        "Lane",
+        "Office",
+        "Department",
+        "Benefit",
+        "Benefits",
+        "Housing",
+        "Tax",
+        "Ticket",
+        "Case",
+        "Note",
+        "Notes",
+        "Call",
+        "Email",
+        "Phone",
+        "Park",
+        "Road",
+        "Hill",
+        "Green",
+        "Street",
+        "Lane",
+        "Court",
+        "House",
+        "Hall",
+        "Church",
+        "After",
+        "Before",
+        "During",
+        "With",
+        "Without",
+        "For",
+        "From",
+        "Into",
+        "On",
+        "In",
+        "At",
+        "By",
+        "Of",
+        "And",
+        "Or",
+        "But",
+        "Also",
+        "Not",
+        "No",
+        "Yes",
+        "Client",
+    ]
 )
 
 
@@ -137,10 +452,10 @@ def _gazetteer(lang: str) -> tuple[frozenset[str], frozenset[str], frozenset[str
 
 
 def _is_name_token(tok: str) -> bool:
-    return tok[0].isupper() and (len(tok) > 1) and not tok.isupper() or (tok.isupper() and len(tok) >= 3)
+    return (tok[0].isupper() and (len(tok) > 1) and not tok.isupper()) or (tok.isupper() and len(tok) >= 3)
 
 
-class PersonRecognizer(LocalRecognizer):  # type: ignore[misc]
+class PersonRecognizer(LocalRecognizer):
     """Context + gazetteer person recogniser (no NLP model needed)."""
 
     def __init__(self, supported_language: str = "de") -> None:
@@ -168,9 +483,7 @@ class PersonRecognizer(LocalRecognizer):  # type: ignore[misc]
         if "-" in tok:
             parts = tok.split("-")
             return all(p in self._first or p in self._last for p in parts)
-        if tok.endswith("s") and tok[:-1] in self._last:  # Genitive: Müllers
-            return True
-        return False
+        return tok.endswith("s") and tok[:-1] in self._last  # Genitive: Müllers
 
     def _is_first(self, tok: str) -> bool:
         if tok in self._first:
@@ -192,6 +505,8 @@ class PersonRecognizer(LocalRecognizer):  # type: ignore[misc]
             gap = text[toks[i][1] : toks[j][0]]
             if allow_dot:
                 gap = gap.replace(".", "", 1)
+            if allow_dot and gap in ("-", " -"):  # initial with hyphen: "H.-Dieter"
+                return True
             return gap in (" ", "") if not allow_dot else gap.strip(" ") == "" and len(gap) <= 2
 
         def extend(j: int, strong: bool) -> int:
@@ -212,10 +527,13 @@ class PersonRecognizer(LocalRecognizer):  # type: ignore[misc]
                         k += 2
                         continue
                     break
-                if not self._plain(nxt):
+                if not self._plain(nxt) or k - j >= 3:
                     break
                 cur = toks[k][2]
-                if self._is_first(cur) and (self._in_gazetteer(nxt) or not _NOUN_SUFFIX.search(nxt)):
+                # a name goes on over known names, and over capitalised non-nouns after a first name,
+                # a known name or a strong context (Herr/Frau ...): "Herr Coluccio Segrè", "Loretta Grein Groth"
+                name_like = self._is_first(cur) or self._in_gazetteer(cur) or strong or k > j
+                if self._in_gazetteer(nxt) or (name_like and (strong or not _NOUN_SUFFIX.search(nxt))):
                     k += 1
                     continue
                 break
@@ -233,22 +551,38 @@ class PersonRecognizer(LocalRecognizer):  # type: ignore[misc]
             if (is_strong or is_weak) and i + 1 < n:
                 j = i + 1
                 # skip titles (Dr. med.), roles (Rechtsanwältin) and further honorifics
-                while j < n and (
-                    (toks[j][2] in _TITLES and text[toks[j][1] : toks[j][1] + 1] == ".")
-                    or toks[j][2] in self._cfg.roles
-                    or (toks[j][2] in self._cfg.strong and j == i + 1)
-                ) and adjacent(j - 1, j, allow_dot=True):
+                while (
+                    j < n
+                    and (
+                        (toks[j][2] in _TITLES and text[toks[j][1] : toks[j][1] + 1] == ".")
+                        or toks[j][2] in self._cfg.roles
+                        or (toks[j][2] in self._cfg.strong and j == i + 1)
+                        or (len(toks[j][2]) == 1 and toks[j][2].isupper()
+                            and text[toks[j][1] : toks[j][1] + 1] == "." and j + 1 < n)
+                    )
+                    and adjacent(j - 1, j, allow_dot=True)
+                ):
                     j += 1
                 if j < n and adjacent(j - 1, j, allow_dot=True):
                     cand = toks[j][2]
-                    if cand in _PARTICLES and j + 1 < n and adjacent(j, j + 1) and self._plain(toks[j + 1][2]):
-                        k = extend(j + 1, True)
+                    p = j
+                    while p + 1 < n and toks[p][2] in _PARTICLES and toks[p + 1][2] in _PARTICLES:
+                        p += 1  # "van der", "von und zu"
+                    if (
+                        cand in _PARTICLES
+                        and p + 1 < n
+                        and adjacent(p, p + 1)
+                        and self._plain(toks[p + 1][2])
+                    ):
+                        k = extend(p + 1, True)
                         spans.append((toks[j][0], toks[k][1], 0.9 if is_strong else 0.85))
                         covered_until = toks[k][1]
                         i = k + 1
                         continue
-                    if self._plain(cand) and (is_strong or self._in_gazetteer(cand)):
-                        k = extend(j, is_strong)
+                    two_words = (j + 1 < n and adjacent(j, j + 1) and self._plain(toks[j + 1][2])
+                                 and not _NOUN_SUFFIX.search(cand))
+                    if self._plain(cand) and (is_strong or self._in_gazetteer(cand) or two_words):
+                        k = extend(j, is_strong or two_words)
                         spans.append((toks[j][0], toks[k][1], 0.9 if is_strong else 0.85))
                         covered_until = toks[k][1]
                         i = k + 1
@@ -273,6 +607,8 @@ class PersonRecognizer(LocalRecognizer):  # type: ignore[misc]
                     spans.append((s, e, 0.55))
             i += 1
 
+        for match in _LABELLED_NAME.finditer(text):
+            spans.append((match.start(1), match.end(1), 0.85))
         return list(self._to_results(text, spans))
 
     def _to_results(self, text: str, spans: list[tuple[int, int, float]]) -> Iterable[RecognizerResult]:
@@ -286,7 +622,7 @@ class PersonRecognizer(LocalRecognizer):  # type: ignore[misc]
                 end=e,
                 score=score,
                 recognition_metadata={
-                    RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                    RecognizerResult.RECOGNIZER_NAME_KEY: "PersonRecognizer",
                     RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
                 },
             )

@@ -12,6 +12,9 @@ prefix + area code) and contain 6-15 digits in total.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import ClassVar
+
 import regex
 
 from gateway.pii.recognizers.base import GermanPatternRecognizer
@@ -39,7 +42,7 @@ _PHONE = r"""
 
 class PhoneRecognizer(GermanPatternRecognizer):
     ENTITY = "PHONE"
-    PATTERN_SPECS = (("phone", _PHONE, 0.6),)
+    PATTERN_SPECS: ClassVar[Sequence[tuple[str, str, float]]] = (("phone", _PHONE, 0.6),)
     CONTEXT_WORDS = (
         r"Tel\.?",
         "Telefon",
@@ -86,7 +89,10 @@ class PhoneRecognizer(GermanPatternRecognizer):
     def refine(self, text: str, start: int, end: int, score: float) -> tuple[int, int, float] | None:
         value = text[start:end]
         # trailing single "-0"/"-12" extensions are fine; strip a dangling separator
-        digits = sum(ch.isdigit() for ch in value)
+        significant = value.replace("(0)", "")
+        if significant.startswith("00"):
+            significant = significant[2:]
+        digits = sum(ch.isdigit() for ch in significant)
         if not 6 <= digits <= 15:
             return None
         if _DATE_SHAPE.match(value):
@@ -108,7 +114,11 @@ class EnglishPhoneRecognizer(PhoneRecognizer):
 
     PATTERN_SPECS = (
         *PhoneRecognizer.PATTERN_SPECS,
-        ("phone_nanp", r"(?<![\w+/.,-])(?:\+1[\x20-]?)?(?:\(\d{3}\)\x20?|\d{3}[-.\x20])\d{3}[-.\x20]\d{4}(?![\w]|[.,]\d)", 0.65),
+        (
+            "phone_nanp",
+            r"(?<![\w+/.,-])(?:\+1[\x20-]?)?(?:\(\d{3}\)\x20?|\d{3}[-.\x20])\d{3}[-.\x20]\d{4}(?![\w]|[.,]\d)",
+            0.65,
+        ),
     )
 
     def refine(self, text: str, start: int, end: int, score: float) -> tuple[int, int, float] | None:

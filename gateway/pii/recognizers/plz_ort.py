@@ -11,8 +11,31 @@ from gateway.pii.recognizers.base import GermanPatternRecognizer
 
 _TOWN = r"\p{Lu}[\p{Ll}ß]+(?:-\p{Lu}[\p{Ll}ß]+)*"
 _NOT_TOWNS = frozenset(
-    "Euro EUR Einwohner Einwohnerinnen Personen Menschen Besucher Fälle Anträge Haushalte Stück Mal "
-    "Kinder Bürger Bürgerinnen Stunden Tage Jahre Meter Kilometer Exemplare Seiten Zeichen".split()
+    [
+        "Euro",
+        "EUR",
+        "Einwohner",
+        "Einwohnerinnen",
+        "Personen",
+        "Menschen",
+        "Besucher",
+        "Fälle",
+        "Anträge",
+        "Haushalte",
+        "Stück",
+        "Mal",
+        "Kinder",
+        "Bürger",
+        "Bürgerinnen",
+        "Stunden",
+        "Tage",
+        "Jahre",
+        "Meter",
+        "Kilometer",
+        "Exemplare",
+        "Seiten",
+        "Zeichen",
+    ]
 )
 
 

@@ -1,0 +1,81 @@
+"""Implementations of the operator and auditor subcommands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway.config import DEFAULT_POLICY_DIR, Settings, load_settings
+
+
+def _settings(data_dir: Path, config: Path | None) -> Settings:
+    if config is not None:
+        return load_settings(config)
+    demo_config = data_dir / "gateway.yaml"
+    if demo_config.exists():
+        return load_settings(demo_config)
+    return Settings(data_dir=data_dir)
+
+
+def audit_verify(data_dir: Path, config: Path | None, from_seq: int | None) -> int:
+    from rich.progress import Progress
+
+    from gateway.audit import load_public_key, open_store, verify
+    from gateway.audit.keys import PUBLIC_KEY_FILE
+
+    settings = _settings(data_dir, config)
+    public_key_path = settings.resolved_keys_dir() / PUBLIC_KEY_FILE
+    if not public_key_path.exists():
+        raise FileNotFoundError(f"audit public key {public_key_path} is missing")
+    store = open_store(settings.resolved_audit_url(), None)
+    try:
+        total, _ = store.head()
+        with Progress(transient=True) as progress:
+            task = progress.add_task("verifying the audit chain", total=max(total, 1))
+
+            def advance(seq: int, *_: object) -> None:
+                progress.update(task, completed=seq)
+
+            report = verify(store, load_public_key(public_key_path), from_seq=from_seq, progress=advance)
+    finally:
+        store.close()
+    if report.ok:
+        print(f"audit chain OK: {report.records_checked} records, {report.checkpoints_checked} signed "
+              f"checkpoints (last checkpoint at seq {report.last_checkpoint_seq})")
+        return 0
+    print(f"audit chain BROKEN at seq {report.first_bad_seq}: {report.problem}")
+    return 1
+
+
+def policy_command(command: str, policy_dir: Path | None, catalog: Path | None) -> int:
+    policy_dir = policy_dir or DEFAULT_POLICY_DIR
+    catalog = catalog or policy_dir / "catalog.yaml"
+    if command == "test":
+        from gateway.policy.testing import policy_test_main
+
+        return policy_test_main(policy_dir, catalog)
+    from gateway.policy.lint import policy_check_main
+
+    return policy_check_main(policy_dir, catalog)
+
+
+def demo_load(data_dir: Path, target: str, schema: str | None) -> int:
+    from gateway.demo.load import load_into
+    from gateway.demo.runner import DEMO_DB
+
+    source = data_dir / DEMO_DB
+    if not source.exists():
+        raise FileNotFoundError(f"{source} is missing: run `gateway demo` once to generate it")
+    counts = load_into(target, source, schema=schema)
+    print("loaded " + ", ".join(f"{name}: {count:,}" for name, count in counts.items()))
+    return 0
+
+
+def serve(config: Path, host: str, port: int) -> int:
+    import uvicorn
+
+    from gateway.api.app import create_app
+    from gateway.runtime import build_runtime
+
+    runtime = build_runtime(load_settings(config))
+    uvicorn.run(create_app(runtime), host=host, port=port, log_level="info")
+    return 0

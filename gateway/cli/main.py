@@ -1,0 +1,120 @@
+"""The `gateway` command: demo, token, query, audit, policy, pii, serve."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path(".gateway-demo")
+
+
+def _data_dir_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                        help="demo state directory (default: .gateway-demo)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description="Privacy-preserving data access gateway")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run the reference scenario on localhost")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--rows", type=int, default=100_000, help="residents to generate (default 100000)")
+    _data_dir_arg(demo)
+    demo_sub = demo.add_subparsers(dest="demo_command")
+    load = demo_sub.add_parser("load", help="copy the demo tables into PostgreSQL or MariaDB")
+    load.add_argument("--target", required=True, help="postgresql://... or mysql://... DSN")
+    load.add_argument("--schema", default=None)
+    _data_dir_arg(load)
+
+    token = sub.add_parser("token", help="print an access token for a demo user (demo only)")
+    token.add_argument("user")
+    _data_dir_arg(token)
+
+    query = sub.add_parser("query", help="send SQL to the gateway and print the answer")
+    query.add_argument("sql")
+    query.add_argument("--purpose", required=True)
+    query.add_argument("--dialect", choices=["postgres", "duckdb", "mysql", "trino"], default=None)
+    query.add_argument("--user", help="demo user to fetch a token for (else $GATEWAY_TOKEN)")
+    query.add_argument("--url", help="gateway URL (default: the running demo's, or $GATEWAY_URL)")
+    query.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    _data_dir_arg(query)
+
+    audit = sub.add_parser("audit", help="audit trail tools")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="check the hash chain and signed checkpoints")
+    verify.add_argument("--from", dest="from_seq", type=int, default=None)
+    verify.add_argument("--config", type=Path, default=None)
+    _data_dir_arg(verify)
+
+    policy = sub.add_parser("policy", help="policy tools for the DPO")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True)
+    for name, text in (("test", "run the Rego unit tests"), ("check", "lint policy and catalog")):
+        p = policy_sub.add_parser(name, help=text)
+        p.add_argument("--policy-dir", type=Path, default=None)
+        p.add_argument("--catalog", type=Path, default=None)
+
+    pii = sub.add_parser("pii", help="personal-data detection tools")
+    pii_sub = pii.add_subparsers(dest="pii_command", required=True)
+    analyze = pii_sub.add_parser("analyze", help='read JSON lines {"id","text"} on stdin, write spans')
+    analyze.add_argument("--language", choices=["de", "en"], default="de")
+
+    serve = sub.add_parser("serve", help="run the gateway with a config file")
+    serve.add_argument("--config", type=Path, required=True)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        return 130
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        if args.demo_command == "load":
+            from gateway.cli.commands import demo_load
+
+            return demo_load(args.data_dir, args.target, args.schema)
+        from gateway.demo.runner import run_demo
+
+        return run_demo(port=args.port, data_dir=args.data_dir, rows=args.rows)
+    if args.command == "token":
+        from gateway.demo.oidc_provider import fetch_token
+
+        print(fetch_token(args.data_dir, args.user))
+        return 0
+    if args.command == "query":
+        from gateway.cli.client import query_command
+
+        return query_command(args)
+    if args.command == "audit":
+        from gateway.cli.commands import audit_verify
+
+        return audit_verify(args.data_dir, args.config, args.from_seq)
+    if args.command == "policy":
+        from gateway.cli.commands import policy_command
+
+        return policy_command(args.policy_command, args.policy_dir, args.catalog)
+    if args.command == "pii":
+        from gateway.pii import analyze_jsonl
+
+        analyze_jsonl(sys.stdin, sys.stdout, language=args.language)
+        return 0
+    if args.command == "serve":
+        from gateway.cli.commands import serve
+
+        return serve(args.config, args.host, args.port)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""The OPA policy backend: the same Rego, evaluated by an Open Policy Agent server over its REST API.
+
+``OpaPolicyEngine`` POSTs the policy input to OPA's data API (``POST /v1/data/gateway/authz/decision``
+with ``{"input": ...}``) through opa-python-client and validates the answer with ``parse_decision``,
+exactly like the embedded backend. It fails closed: a transport error, a timeout, any status other
+than 200, a body that is not JSON, or an undefined result (no ``"result"`` key) raise
+``PolicyUnavailable`` and no data is released.
+
+In production OPA loads the policy itself: the ``policies/`` directory (Rego modules and
+``data/*.yaml``) plus the catalog as ``data.catalog`` are mounted into the OPA container or served as
+a bundle, and the gateway is told the bundle version (``version=``) so decisions and audit records
+name it. ``push_bundle`` uploads a ``PolicyBundle`` through the policy and data APIs instead; it exists
+for tests and for ``docker-compose`` development setups, not for production.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from opa_client import OpaClient
+
+from gateway.errors import PolicyUnavailable
+from gateway.policy.decision import Decision, PolicyInput
+from gateway.policy.engine import DECISION_PATH, PolicyBundle, parse_decision
+
+
+class _GatewayOpaClient(OpaClient):  # type: ignore[misc]  # opa-python-client ships no type hints
+    """opa-python-client plus the two calls it does not offer in the form we need.
+
+    ``query_rule`` does not expose the HTTP status (we insist on exactly 200), and
+    ``update_or_create_data`` only accepts a mapping and cannot address the data root ``/v1/data``.
+    Both reuse the client's session, so retries, TLS, headers and the bearer token stay configured in
+    one place.
+    """
+
+    def post_data(self, path: str, input_data: dict[str, Any]) -> requests.Response:
+        url = f"{self.root_url}/data/{path.strip('/')}"
+        response: requests.Response = self._session.post(url, json={"input": input_data}, timeout=self.timeout)
+        return response
+
+    def put_data_root(self, document: dict[str, Any]) -> requests.Response:
+        response: requests.Response = self._session.put(
+            f"{self.root_url}/data", json=document, timeout=self.timeout
+        )
+        return response
+
+
+def _client(url: str, *, timeout_s: float, retries: int, token: str | None = None) -> _GatewayOpaClient:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"the OPA URL must look like http://host:8181, got {url!r}")
+    if parts.path not in ("", "/"):
+        raise ValueError(f"the OPA URL must not carry a path (the client adds /v1/...), got {url!r}")
+    port = parts.port or (443 if parts.scheme == "https" else 8181)
+    return _GatewayOpaClient(
+        host=parts.hostname,
+        port=port,
+        ssl=parts.scheme == "https",
+        timeout=timeout_s,
+        retries=retries,
+        token=token,
+    )
+
+
+class OpaPolicyEngine:
+    """Policy decisions from an OPA server (``url`` like ``http://opa:8181``).
+
+    ``version`` is the policy version OPA serves (the bundle's content hash); it is stamped into
+    every decision. ``retries`` applies to connection failures and 500/502/504 only; every attempt
+    is bounded by ``timeout_s``.
+    """
+
+    def __init__(self, url: str, *, version: str, timeout_s: float = 2.0, retries: int = 1,
+                 token: str | None = None) -> None:
+        self._url = url
+        self._version = version
+        self._client = _client(url, timeout_s=timeout_s, retries=retries, token=token)
+
+    @property
+    def version(self) -> str:
+        return self._version
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    def close(self) -> None:
+        self._client.close_connection()
+
+    def healthy(self) -> bool:
+        """OPA's ``GET /health`` (for /healthz); never raises."""
+        return bool(self._client.check_health())
+
+    def decide(self, policy_input: PolicyInput) -> Decision:
+        try:
+            response = self._client.post_data(DECISION_PATH, policy_input.model_dump(mode="json"))
+        except requests.Timeout as exc:
+            raise PolicyUnavailable(
+                "the OPA policy server did not answer in time; no data is released", code="policy_timeout"
+            ) from exc
+        except requests.RequestException as exc:
+            raise PolicyUnavailable(
+                "the OPA policy server cannot be reached; no data is released", code="policy_unreachable"
+            ) from exc
+        if response.status_code != 200:
+            raise PolicyUnavailable(
+                f"the OPA policy server answered HTTP {response.status_code}; no data is released",
+                code="policy_eval_error",
+            )
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise PolicyUnavailable(
+                "the OPA policy server answered with something that is not JSON; no data is released",
+                code="policy_eval_error",
+            ) from exc
+        if not isinstance(body, dict) or "result" not in body:
+            raise PolicyUnavailable(
+                f"the decision data.{DECISION_PATH.replace('/', '.')} is undefined on the OPA server "
+                "(policy not loaded?); no data is released",
+                code="policy_no_decision",
+            )
+        return parse_decision(body["result"], self._version)
+
+
+def push_bundle(url: str, bundle: PolicyBundle, *, include_tests: bool = False, timeout_s: float = 10.0,
+                token: str | None = None) -> None:
+    """Upload ``bundle`` to the OPA server at ``url``: each Rego module with ``PUT /v1/policies/{id}``
+    (the id is the module's path relative to the policy directory) and the whole data document
+    (grants, catalog, ...) with ``PUT /v1/data``.
+
+    For tests and docker-compose development only. In production OPA reads the mounted policy
+    directory / bundle and nothing writes to its policy API. Test modules (``*_test.rego``) are left
+    out unless ``include_tests``. Raises ``PolicyUnavailable`` when OPA refuses anything.
+    """
+    client = _client(url, timeout_s=timeout_s, retries=2, token=token)
+    try:
+        for module_id, text in sorted(bundle.modules.items()):
+            if module_id.endswith("_test.rego") and not include_tests:
+                continue
+            try:
+                client.update_policy_from_string(text, module_id, rego_compat=False)
+            except Exception as exc:  # RegoParseError, requests errors, ...
+                raise PolicyUnavailable(
+                    f"OPA at {url} refused policy module {module_id}: {exc}", code="policy_push_failed"
+                ) from exc
+        try:
+            response = client.put_data_root(bundle.data)
+        except requests.RequestException as exc:
+            raise PolicyUnavailable(
+                f"OPA at {url} cannot be reached to upload the data document", code="policy_push_failed"
+            ) from exc
+        if response.status_code != 204:
+            raise PolicyUnavailable(
+                f"OPA at {url} refused the data document (HTTP {response.status_code})",
+                code="policy_push_failed",
+            )
+    finally:
+        client.close_connection()

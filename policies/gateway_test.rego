@@ -1,0 +1,406 @@
+# METADATA
+# title: Unit tests for gateway.authz (policies/gateway.rego)
+# description: |
+#   One or more tests per rule. Run with `gateway policy test` (regopy) or `opa test policies/`
+#   (OPA >= 1.0). Synthetic grants are injected with `with data.grants as ...`; the catalog is the
+#   real one (data.catalog). Rego v1 syntax.
+package gateway.authz_test
+
+import rego.v1
+
+import data.gateway.authz
+
+# ---------------------------------------------------------------------------------------------
+# Fixtures: the demo users of the reference scenario
+# ---------------------------------------------------------------------------------------------
+
+anna := {
+	"user": "anna", "office": "Amt für Statistik und Stadtforschung", "roles": ["analyst"],
+	"purposes": ["statistik"], "districts": [], "clearance": "vertraulich",
+}
+
+sven := {
+	"user": "sven", "office": "Amt für Soziale Arbeit", "roles": ["analyst"],
+	"purposes": ["sozialplanung"], "districts": ["Biebrich", "Dotzheim"], "clearance": "streng_vertraulich",
+}
+
+paula := {
+	"user": "paula", "office": "Stadtplanungsamt", "roles": ["planner"],
+	"purposes": ["stadtplanung"], "districts": [], "clearance": "vertraulich",
+}
+
+dora := {
+	"user": "dora", "office": "Datenschutz", "roles": ["dpo"],
+	"purposes": ["datenschutzkontrolle"], "districts": [], "clearance": "intern",
+}
+
+aaron := {
+	"user": "aaron", "office": "Revision", "roles": ["auditor"],
+	"purposes": ["revision"], "districts": [], "clearance": "intern",
+}
+
+ctx := {"time": "2025-06-01T12:00:00Z", "client_address": "127.0.0.1"}
+
+# NOTE: the tests override input key by key (`with input.identity as ...`), not `with input as {...}`:
+# regopy 1.5 crashes (SIGSEGV) when a rule that calls a builtin is evaluated under a whole-input
+# `with`. Both forms mean the same to OPA.
+
+# A small synthetic grant on einwohner for anna's office: only two columns listed.
+narrow_grant := {
+	"id": "test.narrow",
+	"dataset": "einwohner",
+	"purpose": "statistik",
+	"offices": ["Amt für Statistik und Stadtforschung"],
+	"roles": ["analyst"],
+	"columns": {
+		"stadtteil": {"op": "plain", "rule": "test.narrow.plain"},
+		"geburtsdatum": {"op": "generalise", "params": {"to": "year"}, "rule": "test.narrow.year"},
+	},
+}
+
+expired_grant := object.union(narrow_grant, {"valid_until": "2025-01-01T00:00:00Z"})
+
+future_grant := object.union(narrow_grant, {"valid_until": "2099-01-01T00:00:00Z"})
+
+no_claim_filter_grant := object.union(narrow_grant, {"row_filters": [{"column": "stadtteil", "claim": "districts", "rule": "test.narrow.districts"}]})
+
+# ---------------------------------------------------------------------------------------------
+# Default: deny
+# ---------------------------------------------------------------------------------------------
+
+test_empty_request_releases_nothing if {
+	d := authz.decision with input.identity as {}
+		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
+		with input.resource as {"datasets": []}
+		with input.context as ctx
+	d.datasets == {}
+	count(d.denials) == 0
+}
+
+test_default_deny_unknown_user_no_attributes if {
+	d := authz.decision with input.identity as {}
+		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as ctx
+	not d.allow
+}
+
+# ---------------------------------------------------------------------------------------------
+# purpose_binding.purpose_not_held
+# ---------------------------------------------------------------------------------------------
+
+test_purpose_not_held if {
+	d := authz.decision with input.identity as anna
+		with input.action as {"operation": "SelectFromColumns", "purpose": "stadtplanung"}
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as ctx
+	not d.allow
+	"purpose_binding.purpose_not_held" in {x.rule | some x in d.denials}
+}
+
+test_purpose_not_held_does_not_block_public_data if {
+	d := authz.decision with input.identity as anna
+		with input.action as {"operation": "SelectFromColumns", "purpose": "stadtplanung"}
+		with input.resource as {"datasets": ["stadtteile"]}
+		with input.context as ctx
+	d.allow
+	count(d.denials) == 0
+}
+
+# ---------------------------------------------------------------------------------------------
+# catalog.unknown_dataset
+# ---------------------------------------------------------------------------------------------
+
+test_unknown_dataset if {
+	d := authz.decision with input.identity as anna
+		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
+		with input.resource as {"datasets": ["einwohner", "geheim"]}
+		with input.context as ctx
+	not d.allow
+	some x in d.denials
+	x.rule == "catalog.unknown_dataset"
+	x.dataset == "geheim"
+}
+
+# ---------------------------------------------------------------------------------------------
+# purpose_binding.purpose_not_permitted
+# ---------------------------------------------------------------------------------------------
+
+test_purpose_not_permitted_by_dataset if {
+	ident := object.union(anna, {"purposes": ["statistik", "werbung"]})
+	d := authz.decision with input.identity as ident
+		with input.action as {"operation": "SelectFromColumns", "purpose": "werbung"}
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as ctx
+	not d.allow
+	some x in d.denials
+	x.rule == "purpose_binding.purpose_not_permitted"
+	x.dataset == "einwohner"
+}
+
+test_public_dataset_permits_any_purpose if {
+	ident := object.union(anna, {"purposes": ["werbung"]})
+	d := authz.decision with input.identity as ident
+		with input.action as {"operation": "SelectFromColumns", "purpose": "werbung"}
+		with input.resource as {"datasets": ["stadtteile"]}
+		with input.context as ctx
+	d.allow
+}
+
+# ---------------------------------------------------------------------------------------------
+# separation_of_duties.oversight_no_personal_data
+# ---------------------------------------------------------------------------------------------
+
+test_dpo_never_reads_personal_data if {
+	d := authz.decision with input.identity as dora
+		with input.action as {"operation": "SelectFromColumns", "purpose": "datenschutzkontrolle"}
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as ctx
+	not d.allow
+	"separation_of_duties.oversight_no_personal_data" in {x.rule | some x in d.denials}
+}
+
+test_auditor_never_reads_personal_data if {
+	d := authz.decision with input.identity as aaron
+		with input.action as {"operation": "SelectFromColumns", "purpose": "revision"}
+		with input.resource as {"datasets": ["sozialleistungen"]}
+		with input.context as ctx
+	not d.allow
+	"separation_of_duties.oversight_no_personal_data" in {x.rule | some x in d.denials}
+}
+
+test_oversight_applies_even_with_a_grant if {
+	ident := object.union(anna, {"roles": ["analyst", "dpo"]})
+	d := authz.decision with input.identity as ident
+		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as ctx
+	not d.allow
+	{x.rule | some x in d.denials} == {"separation_of_duties.oversight_no_personal_data"}
+}
+
+test_dpo_reads_public_data if {
+	d := authz.decision with input.identity as dora
+		with input.action as {"operation": "SelectFromColumns", "purpose": "datenschutzkontrolle"}
+		with input.resource as {"datasets": ["stadtteile"]}
+		with input.context as ctx
+	d.allow
+}
+
+# ---------------------------------------------------------------------------------------------
+# abac.clearance_too_low
+# ---------------------------------------------------------------------------------------------
+
+test_clearance_too_low if {
+	ident := object.union(anna, {"clearance": "intern"})
+	d := authz.decision with input.identity as ident
+		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as ctx
+	not d.allow
+	{x.rule | some x in d.denials} == {"abac.clearance_too_low"}
+}
+
+test_clearance_missing_is_too_low if {
+	ident := object.remove(anna, ["clearance"])
+	d := authz.decision with input.identity as ident
+		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as ctx
+	not d.allow
+	"abac.clearance_too_low" in {x.rule | some x in d.denials}
+}
+
+test_clearance_higher_is_enough if {
+	ident := object.union(anna, {"clearance": "streng_vertraulich"})
+	d := authz.decision with input.identity as ident
+		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as ctx
+	d.allow
+}
+
+# ---------------------------------------------------------------------------------------------
+# abac.no_grant (office, role, purpose, validity)
+# ---------------------------------------------------------------------------------------------
+
+test_no_grant_wrong_office if {
+	ident := object.union(anna, {"office": "Bürgerreferat"})
+	d := authz.decision with input.identity as ident
+		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as ctx
+	not d.allow
+	{x.rule | some x in d.denials} == {"abac.no_grant"}
+}
+
+test_no_grant_wrong_role if {
+	ident := object.union(anna, {"roles": ["planner"]})
+	d := authz.decision with input.identity as ident
+		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as ctx
+	not d.allow
+	{x.rule | some x in d.denials} == {"abac.no_grant"}
+}
+
+test_no_grant_for_dataset if {
+	d := authz.decision with input.identity as anna
+		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
+		with input.resource as {"datasets": ["sozialleistungen"]}
+		with input.context as ctx
+	not d.allow
+	"abac.no_grant" in {x.rule | some x in d.denials}
+}
+
+test_no_grant_expired if {
+	d := authz.decision with input.identity as anna
+		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as ctx
+		with data.grants as [expired_grant]
+	not d.allow
+	{x.rule | some x in d.denials} == {"abac.no_grant"}
+}
+
+test_grant_before_expiry if {
+	d := authz.decision with input.identity as anna
+		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as ctx
+		with data.grants as [future_grant]
+	d.allow
+	d.datasets.einwohner.rules == ["test.narrow"]
+}
+
+test_no_grants_at_all if {
+	d := authz.decision with input.identity as anna
+		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as ctx
+		with data.grants as []
+	not d.allow
+}
+
+# ---------------------------------------------------------------------------------------------
+# Granted dataset: masks, unlisted columns, row filters, aggregate-only, max_rows
+# ---------------------------------------------------------------------------------------------
+
+test_anna_masks_from_grant if {
+	d := authz.decision with input.identity as anna
+		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as ctx
+	d.allow
+	cols := d.datasets.einwohner.columns
+	cols.steuer_id.op == "deny"
+	cols.steuer_id.rule == "einwohner.deny_tax_id"
+	cols.vorname.op == "pseudonymise"
+	cols.geburtsdatum.op == "generalise"
+	cols.geburtsdatum.params.to == "year"
+	cols.email.op == "redact"
+	cols.stadtteil.op == "plain"
+	d.datasets.einwohner.max_rows == 100000
+	d.datasets.einwohner.aggregate_only == null
+}
+
+test_unlisted_columns_are_denied if {
+	d := authz.decision with input.identity as anna
+		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as ctx
+		with data.grants as [narrow_grant]
+	d.allow
+	cols := d.datasets.einwohner.columns
+	cols.stadtteil.op == "plain"
+	cols.steuer_id.op == "deny"
+	cols.steuer_id.rule == "test.narrow.unlisted_column"
+	cols.vorname == {"op": "deny", "rule": "test.narrow.unlisted_column"}
+	count(cols) == count(data.catalog.einwohner.columns)
+}
+
+test_row_filter_own_districts if {
+	d := authz.decision with input.identity as sven
+		with input.action as {"operation": "SelectFromColumns", "purpose": "sozialplanung"}
+		with input.resource as {"datasets": ["sozialleistungen"]}
+		with input.context as ctx
+	d.allow
+	d.datasets.sozialleistungen.row_filters == [{
+		"column": "stadtteil", "op": "in", "values": ["Biebrich", "Dotzheim"],
+		"rule": "sozialleistungen.own_districts_only",
+	}]
+}
+
+test_row_filter_empty_districts_matches_nothing if {
+	ident := object.union(sven, {"districts": []})
+	d := authz.decision with input.identity as ident
+		with input.action as {"operation": "SelectFromColumns", "purpose": "sozialplanung"}
+		with input.resource as {"datasets": ["sozialleistungen"]}
+		with input.context as ctx
+	d.allow
+	d.datasets.sozialleistungen.row_filters[0].values == []
+}
+
+test_row_filter_missing_claim_matches_nothing if {
+	ident := object.remove(anna, ["districts"])
+	d := authz.decision with input.identity as ident
+		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as ctx
+		with data.grants as [no_claim_filter_grant]
+	d.datasets.einwohner.row_filters == [{
+		"column": "stadtteil", "op": "in", "values": [], "rule": "test.narrow.districts",
+	}]
+}
+
+test_paula_aggregate_only if {
+	d := authz.decision with input.identity as paula
+		with input.action as {"operation": "SelectFromColumns", "purpose": "stadtplanung"}
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as ctx
+	d.allow
+	d.datasets.einwohner.aggregate_only == {"min_cell": 3, "rule": "einwohner.aggregate_only_min_cell"}
+	d.datasets.einwohner.max_rows == null
+}
+
+# ---------------------------------------------------------------------------------------------
+# open_data.public_dataset
+# ---------------------------------------------------------------------------------------------
+
+test_public_dataset_all_plain if {
+	d := authz.decision with input.identity as dora
+		with input.action as {"operation": "SelectFromColumns", "purpose": "datenschutzkontrolle"}
+		with input.resource as {"datasets": ["stadtteile"]}
+		with input.context as ctx
+	ds := d.datasets.stadtteile
+	ds.rules == ["open_data.public_dataset"]
+	every col, rule in ds.columns {
+		rule == {"op": "plain", "rule": "open_data.public_dataset"}
+		data.catalog.stadtteile.columns[col]
+	}
+	count(ds.columns) == count(data.catalog.stadtteile.columns)
+	ds.row_filters == []
+}
+
+test_public_dataset_no_clearance_needed if {
+	ident := object.remove(anna, ["clearance", "office"])
+	d := authz.decision with input.identity as ident
+		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
+		with input.resource as {"datasets": ["stadtteile"]}
+		with input.context as ctx
+	d.allow
+}
+
+# ---------------------------------------------------------------------------------------------
+# Whole-request semantics: one denial refuses everything
+# ---------------------------------------------------------------------------------------------
+
+test_one_denied_dataset_refuses_the_request if {
+	d := authz.decision with input.identity as anna
+		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
+		with input.resource as {"datasets": ["stadtteile", "sozialleistungen"]}
+		with input.context as ctx
+	not d.allow
+	d.datasets.stadtteile.allow
+	not d.datasets.sozialleistungen
+}
