@@ -10,5 +10,11 @@ from connectors.base import (
     QueryResult,
 )
 
-__all__ = ["Connector", "ConnectorError", "ConnectorTimeout", "ConnectorUnavailable", "QueryRejected",
-           "QueryResult"]
+__all__ = [
+    "Connector",
+    "ConnectorError",
+    "ConnectorTimeout",
+    "ConnectorUnavailable",
+    "QueryRejected",
+    "QueryResult",
+]

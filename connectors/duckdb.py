@@ -48,7 +48,7 @@ class DuckDBConnector:
         timer = threading.Timer(timeout_s, cursor.interrupt)
         timer.start()
         try:
-            reader = cursor.execute(sql).to_arrow_reader(_BATCH_ROWS)
+            reader: pa.RecordBatchReader = cursor.execute(sql).to_arrow_reader(_BATCH_ROWS)
             batches: list[pa.RecordBatch] = []
             rows = 0
             for batch in reader:
@@ -58,12 +58,14 @@ class DuckDBConnector:
                     break
             table = pa.Table.from_batches(batches, schema=reader.schema)
         except duckdb.InterruptException as exc:
-            raise ConnectorTimeout(f"the query ran longer than {timeout_s:g} s",
-                                   internal_detail=str(exc)) from exc
+            raise ConnectorTimeout(
+                f"the query ran longer than {timeout_s:g} s", internal_detail=str(exc)
+            ) from exc
         except duckdb.Error as exc:
             if not timer.is_alive():
-                raise ConnectorTimeout(f"the query ran longer than {timeout_s:g} s",
-                                       internal_detail=str(exc)) from exc
+                raise ConnectorTimeout(
+                    f"the query ran longer than {timeout_s:g} s", internal_detail=str(exc)
+                ) from exc
             raise QueryRejected("the database rejected the query", internal_detail=str(exc)) from exc
         finally:
             timer.cancel()

@@ -302,7 +302,12 @@ class MySQLConnector:
         watchdog.start()
         cursor.execute(sql)  # not "%"-formatted: no arguments are passed
         result = cursor._result
-        fields = list(result.fields) if result is not None and result.fields else []
+        fields = list(getattr(result, "fields", None) or [])
+        if not fields:
+            # not a query (DO, SET, ... INTO OUTFILE): nothing to return, and nothing we asked for
+            cursor.close()
+            conn.rollback()
+            raise QueryRejected("the statement returned no result set")
         wanted = max_rows + 1
         while len(rows) < wanted:
             batch = cursor.fetchmany(min(self._batch_rows, wanted - len(rows)))

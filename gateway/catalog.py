@@ -91,7 +91,9 @@ class Catalog(BaseModel):
                 "purposes": list(ds.purposes),
                 "person_key": ds.person_key,
                 "connector": ds.connector,
-                "columns": {col: {"class": c.pd_class.value, "type": c.type} for col, c in ds.columns.items()},
+                "columns": {
+                    col: {"class": c.pd_class.value, "type": c.type} for col, c in ds.columns.items()
+                },
             }
             for name, ds in self.datasets.items()
         }

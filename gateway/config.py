@@ -31,22 +31,32 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_nested_delimiter="__", extra="forbid")
 
-    data_dir: Path = Field(default=Path(".gateway-demo"),
-                           description="Directory for the DuckDB files, keys and the embedded audit store.")
+    data_dir: Path = Field(
+        default=Path(".gateway-demo"),
+        description="Directory for the DuckDB files, keys and the embedded audit store.",
+    )
     catalog_path: Path = Field(default=DEFAULT_POLICY_DIR / "catalog.yaml", description="The catalog file.")
     policy_dir: Path = Field(default=DEFAULT_POLICY_DIR, description="Rego modules and policy data.")
-    policy_backend: Literal["embedded", "opa"] = Field(default="embedded",
-                                                       description="embedded (regopy) or opa (OPA server).")
+    policy_backend: Literal["embedded", "opa"] = Field(
+        default="embedded", description="embedded (regopy) or opa (OPA server)."
+    )
     opa: OpaSettings = Field(default_factory=OpaSettings)
     identity: IdentitySettings | None = Field(default=None, description="OIDC access-token verification.")
-    audit_url: str | None = Field(default=None, description=(
-        "Audit store: sqlite:///path or postgresql://... (default: sqlite in the data dir)."))
-    keys_dir: Path | None = Field(default=None, description=(
-        "Directory with the pseudonym master key and the audit signing keys (default: <data_dir>/keys)."))
+    audit_url: str | None = Field(
+        default=None,
+        description=("Audit store: sqlite:///path or postgresql://... (default: sqlite in the data dir)."),
+    )
+    keys_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Directory with the pseudonym master key and the audit signing keys (default: <data_dir>/keys)."
+        ),
+    )
     max_rows_cap: int = Field(default=1_000_000, ge=1, description="Upper bound on rows of any one answer.")
     statement_timeout_seconds: float = Field(default=30.0, gt=0, description="Per-query time limit.")
     default_dialect: Literal["postgres", "duckdb", "mysql", "trino"] = Field(
-        default="postgres", description="SQL dialect assumed when a request names none.")
+        default="postgres", description="SQL dialect assumed when a request names none."
+    )
     pii_language: Literal["de", "en"] = Field(default="de", description="Language of free-text scanning.")
 
     @classmethod

@@ -17,8 +17,14 @@ class GatewayError(Exception):
     code: str = "internal_error"
     title: str = "The gateway failed"
 
-    def __init__(self, detail: str, *, code: str | None = None, rule: str | None = None,
-                 extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        rule: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         if code is not None:

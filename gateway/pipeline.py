@@ -7,7 +7,9 @@ Nothing here knows about HTTP. Any failure of policy, masking or audit means no 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import OrderedDict
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +36,7 @@ from gateway.policy.engine import PolicyEngine
 from gateway.policy.inputs import build_input
 from gateway.sql.masks import KeyRing
 from gateway.sql.rewrite import OutputColumn, RewritePlan, rewrite
-from gateway.sql.statement import parse_query
+from gateway.sql.statement import ParsedQuery, parse_query
 from gateway.sql.tables import referenced_datasets
 
 log = logging.getLogger("gateway.pipeline")
@@ -68,7 +70,9 @@ class QueryOutcome:
 def _first_denial(decision: Decision) -> AccessDenied:
     denial = decision.denials[0] if decision.denials else None
     if denial is None:
-        return AccessDenied("the policy did not allow this request", code="access_denied", rule="default.deny")
+        return AccessDenied(
+            "the policy did not allow this request", code="access_denied", rule="default.deny"
+        )
     others = [d.rule for d in decision.denials[1:]]
     extra: dict[str, Any] = {"rules": [d.rule for d in decision.denials]}
     detail = f"{denial.message} (rule {denial.rule})"
@@ -80,9 +84,19 @@ def _first_denial(decision: Decision) -> AccessDenied:
 class Gateway:
     """One configured gateway: catalog, policy engine, connectors, key ring, scanner and audit store."""
 
-    def __init__(self, *, catalog: Catalog, policy: PolicyEngine, connectors: dict[str, Connector],
-                 audit: AuditStore, audit_keys: AuditKeys, key_ring: KeyRing, scanner: Scanner,
-                 max_rows_cap: int = 1_000_000, statement_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        policy: PolicyEngine,
+        connectors: dict[str, Connector],
+        audit: AuditStore,
+        audit_keys: AuditKeys,
+        key_ring: KeyRing,
+        scanner: Scanner,
+        max_rows_cap: int = 1_000_000,
+        statement_timeout_s: float = 30.0,
+    ) -> None:
         self.catalog = catalog
         self.policy = policy
         self.connectors = connectors
@@ -92,6 +106,10 @@ class Gateway:
         self.scanner = scanner
         self.max_rows_cap = max_rows_cap
         self.statement_timeout_s = statement_timeout_s
+        self._plans: OrderedDict[tuple[str, ...], RewritePlan] = OrderedDict()
+        self._parsed: OrderedDict[tuple[str, ...], tuple[ParsedQuery, list[str]]] = OrderedDict()
+        self._plans_lock = threading.Lock()
+        self.plan_cache_size = 1024
 
     # -- audit helpers -------------------------------------------------------------------------
 
@@ -101,14 +119,22 @@ class Gateway:
         except AuditUnavailable:
             raise
         except Exception as exc:
-            raise AuditUnavailable("the audit record could not be written, so no data is returned",
-                                   code="audit_unavailable") from exc
+            raise AuditUnavailable(
+                "the audit record could not be written, so no data is returned", code="audit_unavailable"
+            ) from exc
 
     def record_unauthenticated(self, ctx: RequestContext, error: GatewayError, *, path: str) -> None:
         """Audit a request that failed authentication (the token itself is never recorded)."""
-        self._append(AuditEvent(request_id=ctx.request_id, event="unauthenticated", decision="deny",
-                                client_address=ctx.client_address, error_code=error.code,
-                                rules=["identity.authentication_required"]))
+        self._append(
+            AuditEvent(
+                request_id=ctx.request_id,
+                event="unauthenticated",
+                decision="deny",
+                client_address=ctx.client_address,
+                error_code=error.code,
+                rules=["identity.authentication_required"],
+            )
+        )
         log.info("unauthenticated request %s to %s: %s", ctx.request_id, path, error.code)
 
     # -- the query path ------------------------------------------------------------------------
@@ -116,35 +142,76 @@ class Gateway:
     def _connector_for(self, datasets: Sequence[str]) -> tuple[str, Connector]:
         names = {self.catalog.datasets[d].connector for d in datasets} or {next(iter(self.connectors))}
         if len(names) > 1:
-            raise InvalidQuery("this query joins datasets held in different databases "
-                               f"({', '.join(sorted(names))}); query them separately",
-                               code="cross_connector_query")
+            raise InvalidQuery(
+                "this query joins datasets held in different databases "
+                f"({', '.join(sorted(names))}); query them separately",
+                code="cross_connector_query",
+            )
         name = names.pop()
         connector = self.connectors.get(name)
         if connector is None:
             raise ConnectorDown(f"the database {name!r} is not configured", code="connector_unavailable")
         return name, connector
 
-    def decide(self, principal: Principal, purpose: str, datasets: list[str],
-               ctx: RequestContext) -> Decision:
-        return self.policy.decide(build_input(principal, purpose, datasets, client_address=ctx.client_address))
+    def decide(
+        self, principal: Principal, purpose: str, datasets: list[str], ctx: RequestContext
+    ) -> Decision:
+        return self.policy.decide(
+            build_input(principal, purpose, datasets, client_address=ctx.client_address)
+        )
 
-    def plan(self, principal: Principal, request: QueryRequest, ctx: RequestContext
-             ) -> tuple[Decision, RewritePlan, str]:
-        parsed = parse_query(request.sql, request.dialect)
-        datasets = referenced_datasets(parsed.ast, self.catalog)
+    def _parse(self, sql: str, dialect: str) -> tuple[ParsedQuery, list[str]]:
+        """Parse and find the datasets; cached by text (the AST is never mutated downstream)."""
+        key = ("parse", sql, dialect)
+        with self._plans_lock:
+            hit = self._parsed.get(key)
+            if hit is not None:
+                self._parsed.move_to_end(key)
+                return hit
+        parsed = parse_query(sql, dialect)
+        result = (parsed, referenced_datasets(parsed.ast, self.catalog))
+        with self._plans_lock:
+            self._parsed[key] = result
+            if len(self._parsed) > self.plan_cache_size:
+                self._parsed.popitem(last=False)
+        return result
+
+    def plan(
+        self, principal: Principal, request: QueryRequest, ctx: RequestContext
+    ) -> tuple[Decision, RewritePlan, str]:
+        parsed, datasets = self._parse(request.sql, request.dialect)
         decision = self.decide(principal, request.purpose, datasets, ctx)
         if not decision.allow:
             raise _first_denial(decision)
         connector_name, connector = self._connector_for(datasets)
-        plan = rewrite(parsed, decision, self.catalog, target_dialect=connector.dialect, keys=self.key_ring,
-                       purpose=request.purpose, max_rows_cap=self.max_rows_cap)
+        key = (request.sql, request.dialect, request.purpose, connector.dialect, str(self.max_rows_cap),
+               decision.model_dump_json())
+        with self._plans_lock:
+            cached = self._plans.get(key)
+            if cached is not None:
+                self._plans.move_to_end(key)
+                return decision, cached, connector_name
+        plan = rewrite(
+            parsed,
+            decision,
+            self.catalog,
+            target_dialect=connector.dialect,
+            keys=self.key_ring,
+            purpose=request.purpose,
+            max_rows_cap=self.max_rows_cap,
+        )
+        with self._plans_lock:
+            self._plans[key] = plan
+            if len(self._plans) > self.plan_cache_size:
+                self._plans.popitem(last=False)
         return decision, plan, connector_name
 
     def run_query(self, principal: Principal, request: QueryRequest, ctx: RequestContext) -> QueryOutcome:
         started = time.perf_counter()
         base: dict[str, Any] = {
-            "request_id": ctx.request_id, "event": "query", "purpose": request.purpose,
+            "request_id": ctx.request_id,
+            "event": "query",
+            "purpose": request.purpose,
             "client_address": ctx.client_address,
             **sql_fields(request.sql, key=self.audit_keys, dialect=request.dialect),
         }
@@ -161,41 +228,70 @@ class Gateway:
             self._audit_failure(principal, base, error, decision, plan, connector_name, started)
             raise
         except ConnectorError as exc:
-            error = _connector_error(exc, ctx.request_id)
-            self._audit_failure(principal, base, error, decision, plan, connector_name, started)
-            raise error from None
+            mapped = _connector_error(exc, ctx.request_id)
+            self._audit_failure(principal, base, mapped, decision, plan, connector_name, started)
+            raise mapped from None
         except Exception as exc:
-            log.exception("request %s failed inside the gateway", ctx.request_id)
-            error = GatewayError(f"the gateway failed; quote reference {ctx.request_id} to the operator")
-            self._audit_failure(principal, base, error, decision, plan, connector_name, started)
-            raise error from exc
+            log.error("request %s failed inside the gateway: %s", ctx.request_id, type(exc).__name__)
+            failure = GatewayError(f"the gateway failed; quote reference {ctx.request_id} to the operator")
+            self._audit_failure(principal, base, failure, decision, plan, connector_name, started)
+            raise failure from exc
         event = AuditEvent.for_principal(
-            principal, **base, decision="allow", datasets=list(plan.datasets),
-            columns=list(plan.columns_touched), rules=decision.rules(), masks=plan.masks,
-            policy_version=decision.policy_version, sql_rewritten=plan.sql_for_audit,
-            rewritten_dialect=plan.dialect, rows_returned=table.num_rows, bytes_returned=table.nbytes,
-            duration_ms=round((time.perf_counter() - started) * 1000, 3), connector=connector_name,
+            principal,
+            **base,
+            decision="allow",
+            datasets=list(plan.datasets),
+            columns=list(plan.columns_touched),
+            rules=decision.rules(),
+            masks=plan.masks,
+            policy_version=decision.policy_version,
+            sql_rewritten=plan.sql_for_audit,
+            rewritten_dialect=plan.dialect,
+            rows_returned=table.num_rows,
+            bytes_returned=table.nbytes,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            connector=connector_name,
         )
         stored = self._append(event)
         receipt = make_receipt(stored, event, self.audit_keys.signing_key)
-        return QueryOutcome(query_id=ctx.request_id, columns=plan.columns,
-                            table=table, truncated=result.truncated, receipt=receipt, decision=decision)
+        return QueryOutcome(
+            query_id=ctx.request_id,
+            columns=plan.columns,
+            table=table,
+            truncated=result.truncated,
+            receipt=receipt,
+            decision=decision,
+        )
 
-    def _audit_failure(self, principal: Principal, base: dict[str, Any], error: GatewayError,
-                       decision: Decision | None, plan: RewritePlan | None, connector_name: str | None,
-                       started: float) -> None:
+    def _audit_failure(
+        self,
+        principal: Principal,
+        base: dict[str, Any],
+        error: GatewayError,
+        decision: Decision | None,
+        plan: RewritePlan | None,
+        connector_name: str | None,
+        started: float,
+    ) -> None:
         outcome = "deny" if error.status in (401, 403) else "error"
         rules = list(decision.rules()) if decision is not None else []
         if error.rule and error.rule not in rules:
             rules.insert(0, error.rule)
         event = AuditEvent.for_principal(
-            principal, **base, decision=outcome, rules=rules, error_code=error.code,
+            principal,
+            **base,
+            decision=outcome,
+            rules=rules,
+            error_code=error.code,
             datasets=list(plan.datasets) if plan else sorted(decision.datasets) if decision else [],
-            columns=list(plan.columns_touched) if plan else [], masks=plan.masks if plan else {},
+            columns=list(plan.columns_touched) if plan else [],
+            masks=plan.masks if plan else {},
             policy_version=decision.policy_version if decision else self.policy.version,
             sql_rewritten=plan.sql_for_audit if plan else None,
-            rewritten_dialect=plan.dialect if plan else None, connector=connector_name,
-            duration_ms=round((time.perf_counter() - started) * 1000, 3), rows_returned=0,
+            rewritten_dialect=plan.dialect if plan else None,
+            connector=connector_name,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            rows_returned=0,
         )
         self._append(event)
 
@@ -203,15 +299,19 @@ class Gateway:
 def _connector_error(exc: ConnectorError, request_id: str) -> GatewayError:
     """Map a connector failure to a caller-safe error: the database's own text is never passed on."""
     if isinstance(exc, ConnectorTimeout):
-        return QueryTimeout(f"{exc}; narrow the query (filters, LIMIT) or aggregate in SQL",
-                            code="query_timeout")
+        return QueryTimeout(
+            f"{exc}; narrow the query (filters, LIMIT) or aggregate in SQL", code="query_timeout"
+        )
     if isinstance(exc, ConnectorUnavailable):
-        return ConnectorDown("the database is not reachable right now; try again later "
-                             f"(reference {request_id})", code="connector_unavailable")
+        return ConnectorDown(
+            f"the database is not reachable right now; try again later (reference {request_id})",
+            code="connector_unavailable",
+        )
     if isinstance(exc, QueryRejected):
         return DatabaseRejected(
             "the database rejected the query (for example a type mismatch, a failed cast or division by "
             f"zero); its message is withheld because it can contain data. Check types and casts "
-            f"(reference {request_id})", code="database_rejected_query")
+            f"(reference {request_id})",
+            code="database_rejected_query",
+        )
     return GatewayError(f"the database failed (reference {request_id})", code="connector_error")
-

@@ -43,7 +43,9 @@ def build_policy_engine(settings: Settings, catalog: Catalog) -> PolicyEngine:
     if settings.policy_backend == "opa":
         from gateway.policy.opa import OpaPolicyEngine
 
-        return OpaPolicyEngine(settings.opa.url, version=bundle.version, timeout_s=settings.opa.timeout_seconds)
+        return OpaPolicyEngine(
+            settings.opa.url, version=bundle.version, timeout_s=settings.opa.timeout_seconds
+        )
     return EmbeddedPolicyEngine(bundle)
 
 
@@ -85,10 +87,14 @@ class Runtime:
         self.gateway.audit.close()
 
 
-def build_runtime(settings: Settings, *, create_keys: bool = False, scanner: Scanner | None = None) -> Runtime:
+def build_runtime(
+    settings: Settings, *, create_keys: bool = False, scanner: Scanner | None = None
+) -> Runtime:
     if settings.identity is None:
-        raise ValueError("identity settings are missing: set identity.issuer in the config file "
-                         "or GATEWAY_IDENTITY__ISSUER")
+        raise ValueError(
+            "identity settings are missing: set identity.issuer in the config file "
+            "or GATEWAY_IDENTITY__ISSUER"
+        )
     catalog = load_catalog(settings.catalog_path)
     keys_dir = settings.resolved_keys_dir()
     audit_keys = load_or_create_keys(keys_dir) if create_keys or keys_dir.exists() else None
@@ -107,5 +113,6 @@ def build_runtime(settings: Settings, *, create_keys: bool = False, scanner: Sca
         max_rows_cap=settings.max_rows_cap,
         statement_timeout_s=settings.statement_timeout_seconds,
     )
-    return Runtime(settings=settings, gateway=gateway, verifier=TokenVerifier(settings.identity),
-                   audit_keys=audit_keys)
+    return Runtime(
+        settings=settings, gateway=gateway, verifier=TokenVerifier(settings.identity), audit_keys=audit_keys
+    )

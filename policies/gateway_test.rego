@@ -41,9 +41,11 @@ aaron := {
 
 ctx := {"time": "2025-06-01T12:00:00Z", "client_address": "127.0.0.1"}
 
-# NOTE: the tests override input key by key (`with input.identity as ...`), not `with input as {...}`:
-# regopy 1.5 crashes (SIGSEGV) when a rule that calls a builtin is evaluated under a whole-input
-# `with`. Both forms mean the same to OPA.
+# NOTE (regopy 1.5 workarounds; both forms mean the same to OPA):
+# - the tests override input key by key (`with input.identity as ...`), never `with input as {...}`:
+#   regopy crashes (SIGSEGV) when a rule that calls a builtin is evaluated under a whole-input `with`;
+# - `with` values are local variables (`user := anna ... with input.identity as user`), never direct
+#   references to other rules: regopy evaluates `with input.identity as anna` as undefined.
 
 # A small synthetic grant on einwohner for anna's office: only two columns listed.
 narrow_grant := {
@@ -69,19 +71,21 @@ no_claim_filter_grant := object.union(narrow_grant, {"row_filters": [{"column": 
 # ---------------------------------------------------------------------------------------------
 
 test_empty_request_releases_nothing if {
+	context := ctx
 	d := authz.decision with input.identity as {}
 		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
 		with input.resource as {"datasets": []}
-		with input.context as ctx
+		with input.context as context
 	d.datasets == {}
 	count(d.denials) == 0
 }
 
 test_default_deny_unknown_user_no_attributes if {
+	context := ctx
 	d := authz.decision with input.identity as {}
 		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
 		with input.resource as {"datasets": ["einwohner"]}
-		with input.context as ctx
+		with input.context as context
 	not d.allow
 }
 
@@ -90,19 +94,23 @@ test_default_deny_unknown_user_no_attributes if {
 # ---------------------------------------------------------------------------------------------
 
 test_purpose_not_held if {
-	d := authz.decision with input.identity as anna
+	user := anna
+	context := ctx
+	d := authz.decision with input.identity as user
 		with input.action as {"operation": "SelectFromColumns", "purpose": "stadtplanung"}
 		with input.resource as {"datasets": ["einwohner"]}
-		with input.context as ctx
+		with input.context as context
 	not d.allow
 	"purpose_binding.purpose_not_held" in {x.rule | some x in d.denials}
 }
 
 test_purpose_not_held_does_not_block_public_data if {
-	d := authz.decision with input.identity as anna
+	user := anna
+	context := ctx
+	d := authz.decision with input.identity as user
 		with input.action as {"operation": "SelectFromColumns", "purpose": "stadtplanung"}
 		with input.resource as {"datasets": ["stadtteile"]}
-		with input.context as ctx
+		with input.context as context
 	d.allow
 	count(d.denials) == 0
 }
@@ -112,10 +120,12 @@ test_purpose_not_held_does_not_block_public_data if {
 # ---------------------------------------------------------------------------------------------
 
 test_unknown_dataset if {
-	d := authz.decision with input.identity as anna
+	user := anna
+	context := ctx
+	d := authz.decision with input.identity as user
 		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
 		with input.resource as {"datasets": ["einwohner", "geheim"]}
-		with input.context as ctx
+		with input.context as context
 	not d.allow
 	some x in d.denials
 	x.rule == "catalog.unknown_dataset"
@@ -127,11 +137,12 @@ test_unknown_dataset if {
 # ---------------------------------------------------------------------------------------------
 
 test_purpose_not_permitted_by_dataset if {
+	context := ctx
 	ident := object.union(anna, {"purposes": ["statistik", "werbung"]})
 	d := authz.decision with input.identity as ident
 		with input.action as {"operation": "SelectFromColumns", "purpose": "werbung"}
 		with input.resource as {"datasets": ["einwohner"]}
-		with input.context as ctx
+		with input.context as context
 	not d.allow
 	some x in d.denials
 	x.rule == "purpose_binding.purpose_not_permitted"
@@ -139,11 +150,12 @@ test_purpose_not_permitted_by_dataset if {
 }
 
 test_public_dataset_permits_any_purpose if {
+	context := ctx
 	ident := object.union(anna, {"purposes": ["werbung"]})
 	d := authz.decision with input.identity as ident
 		with input.action as {"operation": "SelectFromColumns", "purpose": "werbung"}
 		with input.resource as {"datasets": ["stadtteile"]}
-		with input.context as ctx
+		with input.context as context
 	d.allow
 }
 
@@ -152,38 +164,45 @@ test_public_dataset_permits_any_purpose if {
 # ---------------------------------------------------------------------------------------------
 
 test_dpo_never_reads_personal_data if {
-	d := authz.decision with input.identity as dora
+	user := dora
+	context := ctx
+	d := authz.decision with input.identity as user
 		with input.action as {"operation": "SelectFromColumns", "purpose": "datenschutzkontrolle"}
 		with input.resource as {"datasets": ["einwohner"]}
-		with input.context as ctx
+		with input.context as context
 	not d.allow
 	"separation_of_duties.oversight_no_personal_data" in {x.rule | some x in d.denials}
 }
 
 test_auditor_never_reads_personal_data if {
-	d := authz.decision with input.identity as aaron
+	user := aaron
+	context := ctx
+	d := authz.decision with input.identity as user
 		with input.action as {"operation": "SelectFromColumns", "purpose": "revision"}
 		with input.resource as {"datasets": ["sozialleistungen"]}
-		with input.context as ctx
+		with input.context as context
 	not d.allow
 	"separation_of_duties.oversight_no_personal_data" in {x.rule | some x in d.denials}
 }
 
 test_oversight_applies_even_with_a_grant if {
+	context := ctx
 	ident := object.union(anna, {"roles": ["analyst", "dpo"]})
 	d := authz.decision with input.identity as ident
 		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
 		with input.resource as {"datasets": ["einwohner"]}
-		with input.context as ctx
+		with input.context as context
 	not d.allow
 	{x.rule | some x in d.denials} == {"separation_of_duties.oversight_no_personal_data"}
 }
 
 test_dpo_reads_public_data if {
-	d := authz.decision with input.identity as dora
+	user := dora
+	context := ctx
+	d := authz.decision with input.identity as user
 		with input.action as {"operation": "SelectFromColumns", "purpose": "datenschutzkontrolle"}
 		with input.resource as {"datasets": ["stadtteile"]}
-		with input.context as ctx
+		with input.context as context
 	d.allow
 }
 
@@ -192,31 +211,34 @@ test_dpo_reads_public_data if {
 # ---------------------------------------------------------------------------------------------
 
 test_clearance_too_low if {
+	context := ctx
 	ident := object.union(anna, {"clearance": "intern"})
 	d := authz.decision with input.identity as ident
 		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
 		with input.resource as {"datasets": ["einwohner"]}
-		with input.context as ctx
+		with input.context as context
 	not d.allow
 	{x.rule | some x in d.denials} == {"abac.clearance_too_low"}
 }
 
 test_clearance_missing_is_too_low if {
+	context := ctx
 	ident := object.remove(anna, ["clearance"])
 	d := authz.decision with input.identity as ident
 		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
 		with input.resource as {"datasets": ["einwohner"]}
-		with input.context as ctx
+		with input.context as context
 	not d.allow
 	"abac.clearance_too_low" in {x.rule | some x in d.denials}
 }
 
 test_clearance_higher_is_enough if {
+	context := ctx
 	ident := object.union(anna, {"clearance": "streng_vertraulich"})
 	d := authz.decision with input.identity as ident
 		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
 		with input.resource as {"datasets": ["einwohner"]}
-		with input.context as ctx
+		with input.context as context
 	d.allow
 }
 
@@ -225,60 +247,73 @@ test_clearance_higher_is_enough if {
 # ---------------------------------------------------------------------------------------------
 
 test_no_grant_wrong_office if {
+	context := ctx
 	ident := object.union(anna, {"office": "Bürgerreferat"})
 	d := authz.decision with input.identity as ident
 		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
 		with input.resource as {"datasets": ["einwohner"]}
-		with input.context as ctx
+		with input.context as context
 	not d.allow
 	{x.rule | some x in d.denials} == {"abac.no_grant"}
 }
 
 test_no_grant_wrong_role if {
+	context := ctx
 	ident := object.union(anna, {"roles": ["planner"]})
 	d := authz.decision with input.identity as ident
 		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
 		with input.resource as {"datasets": ["einwohner"]}
-		with input.context as ctx
+		with input.context as context
 	not d.allow
 	{x.rule | some x in d.denials} == {"abac.no_grant"}
 }
 
 test_no_grant_for_dataset if {
-	d := authz.decision with input.identity as anna
+	user := anna
+	context := ctx
+	d := authz.decision with input.identity as user
 		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
 		with input.resource as {"datasets": ["sozialleistungen"]}
-		with input.context as ctx
+		with input.context as context
 	not d.allow
 	"abac.no_grant" in {x.rule | some x in d.denials}
 }
 
 test_no_grant_expired if {
-	d := authz.decision with input.identity as anna
+	user := anna
+	context := ctx
+	grants := [expired_grant]
+	d := authz.decision with input.identity as user
 		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
 		with input.resource as {"datasets": ["einwohner"]}
-		with input.context as ctx
-		with data.grants as [expired_grant]
+		with input.context as context
+		with data.grants as grants
 	not d.allow
 	{x.rule | some x in d.denials} == {"abac.no_grant"}
 }
 
 test_grant_before_expiry if {
-	d := authz.decision with input.identity as anna
+	user := anna
+	context := ctx
+	grants := [future_grant]
+	d := authz.decision with input.identity as user
 		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
 		with input.resource as {"datasets": ["einwohner"]}
-		with input.context as ctx
-		with data.grants as [future_grant]
+		with input.context as context
+		with data.grants as grants
 	d.allow
 	d.datasets.einwohner.rules == ["test.narrow"]
 }
 
 test_no_grants_at_all if {
-	d := authz.decision with input.identity as anna
+	user := anna
+	context := ctx
+	grants := []
+	d := authz.decision with input.identity as user
 		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
 		with input.resource as {"datasets": ["einwohner"]}
-		with input.context as ctx
-		with data.grants as []
+		with input.context as context
+		with data.grants as grants
 	not d.allow
 }
 
@@ -287,10 +322,12 @@ test_no_grants_at_all if {
 # ---------------------------------------------------------------------------------------------
 
 test_anna_masks_from_grant if {
-	d := authz.decision with input.identity as anna
+	user := anna
+	context := ctx
+	d := authz.decision with input.identity as user
 		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
 		with input.resource as {"datasets": ["einwohner"]}
-		with input.context as ctx
+		with input.context as context
 	d.allow
 	cols := d.datasets.einwohner.columns
 	cols.steuer_id.op == "deny"
@@ -305,11 +342,14 @@ test_anna_masks_from_grant if {
 }
 
 test_unlisted_columns_are_denied if {
-	d := authz.decision with input.identity as anna
+	user := anna
+	context := ctx
+	grants := [narrow_grant]
+	d := authz.decision with input.identity as user
 		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
 		with input.resource as {"datasets": ["einwohner"]}
-		with input.context as ctx
-		with data.grants as [narrow_grant]
+		with input.context as context
+		with data.grants as grants
 	d.allow
 	cols := d.datasets.einwohner.columns
 	cols.stadtteil.op == "plain"
@@ -320,10 +360,12 @@ test_unlisted_columns_are_denied if {
 }
 
 test_row_filter_own_districts if {
-	d := authz.decision with input.identity as sven
+	user := sven
+	context := ctx
+	d := authz.decision with input.identity as user
 		with input.action as {"operation": "SelectFromColumns", "purpose": "sozialplanung"}
 		with input.resource as {"datasets": ["sozialleistungen"]}
-		with input.context as ctx
+		with input.context as context
 	d.allow
 	d.datasets.sozialleistungen.row_filters == [{
 		"column": "stadtteil", "op": "in", "values": ["Biebrich", "Dotzheim"],
@@ -332,32 +374,37 @@ test_row_filter_own_districts if {
 }
 
 test_row_filter_empty_districts_matches_nothing if {
+	context := ctx
 	ident := object.union(sven, {"districts": []})
 	d := authz.decision with input.identity as ident
 		with input.action as {"operation": "SelectFromColumns", "purpose": "sozialplanung"}
 		with input.resource as {"datasets": ["sozialleistungen"]}
-		with input.context as ctx
+		with input.context as context
 	d.allow
 	d.datasets.sozialleistungen.row_filters[0].values == []
 }
 
 test_row_filter_missing_claim_matches_nothing if {
+	context := ctx
+	grants := [no_claim_filter_grant]
 	ident := object.remove(anna, ["districts"])
 	d := authz.decision with input.identity as ident
 		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
 		with input.resource as {"datasets": ["einwohner"]}
-		with input.context as ctx
-		with data.grants as [no_claim_filter_grant]
+		with input.context as context
+		with data.grants as grants
 	d.datasets.einwohner.row_filters == [{
 		"column": "stadtteil", "op": "in", "values": [], "rule": "test.narrow.districts",
 	}]
 }
 
 test_paula_aggregate_only if {
-	d := authz.decision with input.identity as paula
+	user := paula
+	context := ctx
+	d := authz.decision with input.identity as user
 		with input.action as {"operation": "SelectFromColumns", "purpose": "stadtplanung"}
 		with input.resource as {"datasets": ["einwohner"]}
-		with input.context as ctx
+		with input.context as context
 	d.allow
 	d.datasets.einwohner.aggregate_only == {"min_cell": 3, "rule": "einwohner.aggregate_only_min_cell"}
 	d.datasets.einwohner.max_rows == null
@@ -368,10 +415,12 @@ test_paula_aggregate_only if {
 # ---------------------------------------------------------------------------------------------
 
 test_public_dataset_all_plain if {
-	d := authz.decision with input.identity as dora
+	user := dora
+	context := ctx
+	d := authz.decision with input.identity as user
 		with input.action as {"operation": "SelectFromColumns", "purpose": "datenschutzkontrolle"}
 		with input.resource as {"datasets": ["stadtteile"]}
-		with input.context as ctx
+		with input.context as context
 	ds := d.datasets.stadtteile
 	ds.rules == ["open_data.public_dataset"]
 	every col, rule in ds.columns {
@@ -383,11 +432,12 @@ test_public_dataset_all_plain if {
 }
 
 test_public_dataset_no_clearance_needed if {
+	context := ctx
 	ident := object.remove(anna, ["clearance", "office"])
 	d := authz.decision with input.identity as ident
 		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
 		with input.resource as {"datasets": ["stadtteile"]}
-		with input.context as ctx
+		with input.context as context
 	d.allow
 }
 
@@ -396,10 +446,12 @@ test_public_dataset_no_clearance_needed if {
 # ---------------------------------------------------------------------------------------------
 
 test_one_denied_dataset_refuses_the_request if {
-	d := authz.decision with input.identity as anna
+	user := anna
+	context := ctx
+	d := authz.decision with input.identity as user
 		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
 		with input.resource as {"datasets": ["stadtteile", "sozialleistungen"]}
-		with input.context as ctx
+		with input.context as context
 	not d.allow
 	d.datasets.stadtteile.allow
 	not d.datasets.sozialleistungen

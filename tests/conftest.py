@@ -7,6 +7,7 @@ authorization code + PKCE flow.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -52,8 +53,10 @@ def raw_db(demo_dir: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 def runtime(demo_dir: Path, oidc_provider: ProviderHandle) -> Iterator[Runtime]:
     from gateway.identity.settings import IdentitySettings
 
-    settings = Settings(data_dir=demo_dir,
-                        identity=IdentitySettings(issuer=oidc_provider.issuer, audience=oidc_provider.audience))
+    settings = Settings(
+        data_dir=demo_dir,
+        identity=IdentitySettings(issuer=oidc_provider.issuer, audience=oidc_provider.audience),
+    )
     rt = build_runtime(settings, create_keys=True)
     yield rt
     rt.close()
@@ -82,3 +85,22 @@ class Api:
 @pytest.fixture(scope="session")
 def api(client: TestClient, access_token: Callable[..., str]) -> Api:
     return Api(client=client, token=access_token)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Record which database a test needs, for .ci/check_db_tests.py."""
+    for item in items:
+        for kind in ("postgres", "mariadb"):
+            if item.get_closest_marker(kind) is not None:
+                item.user_properties.append(("db", kind))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """With GATEWAY_REQUIRE_DATABASES=1 (CI), a skipped database test counts as failed."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    needs_db = any(item.get_closest_marker(k) for k in ("postgres", "mariadb"))
+    if report.skipped and needs_db and os.environ.get("GATEWAY_REQUIRE_DATABASES") == "1":
+        report.outcome = "failed"
+        report.longrepr = "a test that needs PostgreSQL/MariaDB was skipped; CI requires it to run"

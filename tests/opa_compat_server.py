@@ -68,7 +68,7 @@ class _State:
         interpreter = Interpreter()
         for module_id, text in modules.items():
             interpreter.add_module(module_id, text)
-        interpreter.add_data_json(json.dumps(data))
+        interpreter.add_data_json(json.dumps(data, ensure_ascii=False))
         return interpreter
 
     def interpreter(self) -> Interpreter:
@@ -82,7 +82,7 @@ class _State:
     def evaluate(self, path: str, input_doc: Any | None) -> tuple[bool, Any]:
         interpreter = self.interpreter()
         # regopy keeps the last input; always set one so requests cannot see each other's input
-        interpreter.set_input_term(json.dumps(input_doc if input_doc is not None else {}))
+        interpreter.set_input_term(json.dumps(input_doc if input_doc is not None else {}, ensure_ascii=False))
         text = str(interpreter.query(_ref(path)))
         if text == "undefined":
             return False, None

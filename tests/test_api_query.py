@@ -18,8 +18,11 @@ def raw_protected(raw_db: duckdb.DuckDBPyConnection) -> set[str]:
     """Every raw value of anna's masked or denied einwohner columns (and birth dates as ISO text)."""
     values: set[str] = set()
     for column in PROTECTED_EINWOHNER:
-        values.update(str(v) for (v,) in raw_db.execute(f"SELECT DISTINCT {column} FROM einwohner").fetchall()
-                      if v is not None)
+        values.update(
+            str(v)
+            for (v,) in raw_db.execute(f"SELECT DISTINCT {column} FROM einwohner").fetchall()
+            if v is not None
+        )
     values.update(str(v) for (v,) in raw_db.execute("SELECT DISTINCT geburtsdatum FROM einwohner").fetchall())
     return values
 
@@ -79,43 +82,53 @@ class TestAnna:
         assert first == second
 
     def test_selecting_tax_id_is_refused_with_the_rule(self, api: Api) -> None:
-        body = _problem(api.query("anna", "SELECT nachname, steuer_id FROM einwohner", "statistik"),
-                        403, "column_denied")
+        body = _problem(
+            api.query("anna", "SELECT nachname, steuer_id FROM einwohner", "statistik"), 403, "column_denied"
+        )
         assert body["rule"] == "einwohner.deny_tax_id"
         assert "steuer_id" in body["detail"]
 
-    @pytest.mark.parametrize("sql", [
-        "SELECT x.vn FROM (SELECT vorname AS vn, nachname FROM einwohner) AS x LIMIT 20",
-        "WITH t AS (SELECT vorname, nachname, telefon FROM einwohner) SELECT * FROM t LIMIT 20",
-        "SELECT a.vorname, b.nachname, a.email FROM einwohner a JOIN einwohner b ON a.id = b.id LIMIT 20",
-        "SELECT vorname FROM einwohner UNION ALL SELECT nachname FROM einwohner LIMIT 40",
-        "SELECT e.vorname AS stadtteil, e.strasse AS plz FROM einwohner AS e LIMIT 20",
-        "SELECT upper(vorname) AS v, lower(nachname) || email AS n FROM einwohner LIMIT 20",
-        "SELECT * FROM (SELECT * FROM einwohner) AS inner_q LIMIT 20",
-        "SELECT vorname, count(*) AS n FROM einwohner GROUP BY vorname ORDER BY n DESC LIMIT 20",
-        "SELECT geburtsdatum, count(*) FROM einwohner GROUP BY 1 ORDER BY 1 LIMIT 20",
-        "SELECT stadtteil, vorname, row_number() OVER (PARTITION BY stadtteil ORDER BY zuzug_am) AS rn "
-        "FROM einwohner LIMIT 20",
-        "SELECT s.stadtteil, e.nachname FROM stadtteile s LEFT JOIN einwohner e ON e.stadtteil = s.stadtteil "
-        "LIMIT 20",
-        "SELECT (SELECT max(nachname) FROM einwohner) AS m",
-        "SELECT CAST(id AS VARCHAR) || '-' || telefon AS x FROM einwohner LIMIT 20",
-    ])
+    @pytest.mark.parametrize(
+        "sql",
+        [
+            "SELECT x.vn FROM (SELECT vorname AS vn, nachname FROM einwohner) AS x LIMIT 20",
+            "WITH t AS (SELECT vorname, nachname, telefon FROM einwohner) SELECT * FROM t LIMIT 20",
+            "SELECT a.vorname, b.nachname, a.email FROM einwohner a JOIN einwohner b ON a.id = b.id LIMIT 20",
+            "SELECT vorname FROM einwohner UNION ALL SELECT nachname FROM einwohner LIMIT 40",
+            "SELECT e.vorname AS stadtteil, e.strasse AS plz FROM einwohner AS e LIMIT 20",
+            "SELECT upper(vorname) AS v, lower(nachname) || email AS n FROM einwohner LIMIT 20",
+            "SELECT * FROM (SELECT * FROM einwohner) AS inner_q LIMIT 20",
+            "SELECT vorname, count(*) AS n FROM einwohner GROUP BY vorname ORDER BY n DESC LIMIT 20",
+            "SELECT geburtsdatum, count(*) FROM einwohner GROUP BY 1 ORDER BY 1 LIMIT 20",
+            "SELECT stadtteil, vorname, row_number() OVER (PARTITION BY stadtteil ORDER BY zuzug_am) AS rn "
+            "FROM einwohner LIMIT 20",
+            "SELECT s.stadtteil, e.nachname FROM stadtteile s LEFT JOIN einwohner e ON e.stadtteil = s.stadtteil "
+            "LIMIT 20",
+            "SELECT (SELECT max(nachname) FROM einwohner) AS m",
+            "SELECT CAST(id AS VARCHAR) || '-' || telefon AS x FROM einwohner LIMIT 20",
+        ],
+    )
     def test_query_shapes_never_reach_raw_values(self, api: Api, raw_protected: set[str], sql: str) -> None:
         body = _ok(api.query("anna", sql, "statistik"))
         assert body["row_count"] > 0
         _assert_no_raw(body, raw_protected)
 
-    @pytest.mark.parametrize("sql", [
-        "SELECT e FROM einwohner e",
-        "SELECT e::text FROM einwohner e",
-    ])
+    @pytest.mark.parametrize(
+        "sql",
+        [
+            "SELECT e FROM einwohner e",
+            "SELECT e::text FROM einwohner e",
+        ],
+    )
     def test_whole_row_references_are_refused(self, api: Api, sql: str) -> None:
         _problem(api.query("anna", sql, "statistik"), 422, "whole_row_reference")
 
     def test_filter_on_pseudonymised_name_is_refused(self, api: Api) -> None:
-        body = _problem(api.query("anna", "SELECT count(*) FROM einwohner WHERE nachname = 'Müller'",
-                                  "statistik"), 403, "column_use_not_allowed")
+        body = _problem(
+            api.query("anna", "SELECT count(*) FROM einwohner WHERE nachname = 'Müller'", "statistik"),
+            403,
+            "column_use_not_allowed",
+        )
         assert body["rule"] == "einwohner.pseudonymise_names"
         assert "Müller" not in body["detail"]
 
@@ -124,23 +137,34 @@ class TestAnna:
         assert body["rule"] == "purpose_binding.purpose_not_held"
 
     def test_other_offices_data_is_denied(self, api: Api) -> None:
-        body = _problem(api.query("anna", "SELECT fall_id FROM sozialleistungen", "statistik"),
-                        403, "access_denied")
+        body = _problem(
+            api.query("anna", "SELECT fall_id FROM sozialleistungen", "statistik"), 403, "access_denied"
+        )
         assert "purpose_binding.purpose_not_permitted" in body["rules"]
 
 
 class TestSven:
-    def test_only_own_districts_with_free_text_masked(self, api: Api, raw_db: duckdb.DuckDBPyConnection
-                                                       ) -> None:
-        body = _ok(api.query("sven", "SELECT fall_id, stadtteil, bemerkung, einwohner_id FROM sozialleistungen",
-                             "sozialplanung"))
+    def test_only_own_districts_with_free_text_masked(
+        self, api: Api, raw_db: duckdb.DuckDBPyConnection
+    ) -> None:
+        body = _ok(
+            api.query(
+                "sven",
+                "SELECT fall_id, stadtteil, bemerkung, einwohner_id FROM sozialleistungen",
+                "sozialplanung",
+            )
+        )
         assert body["row_count"] > 0
         masking = {c["name"]: c["masking"] for c in body["columns"]}
         assert masking["bemerkung"] == "free_text" and masking["einwohner_id"] == "pseudonymise"
         assert {row[1] for row in body["rows"]} == {"Biebrich", "Dotzheim"}
-        raw = {fall: (iban, bem, nachname, telefon) for fall, iban, bem, nachname, telefon in raw_db.execute(
-            "SELECT s.fall_id, s.iban, s.bemerkung, e.nachname, e.telefon FROM sozialleistungen s "
-            "JOIN einwohner e ON e.id = s.einwohner_id").fetchall()}
+        raw = {
+            fall: (iban, bem, nachname, telefon)
+            for fall, iban, bem, nachname, telefon in raw_db.execute(
+                "SELECT s.fall_id, s.iban, s.bemerkung, e.nachname, e.telefon FROM sozialleistungen s "
+                "JOIN einwohner e ON e.id = s.einwohner_id"
+            ).fetchall()
+        }
         changed = 0
         for fall_id, _, masked, pseudonym in body["rows"]:
             iban, original, nachname, telefon = raw[fall_id]
@@ -167,13 +191,19 @@ class TestSven:
             assert {r[0] for r in rows} <= {"Biebrich", "Dotzheim", None}, sql
 
     def test_iban_denied(self, api: Api) -> None:
-        body = _problem(api.query("sven", "SELECT iban FROM sozialleistungen", "sozialplanung"),
-                        403, "column_denied")
+        body = _problem(
+            api.query("sven", "SELECT iban FROM sozialleistungen", "sozialplanung"), 403, "column_denied"
+        )
         assert body["rule"] == "sozialleistungen.deny_iban"
 
     def test_free_text_cannot_be_filtered(self, api: Api) -> None:
-        body = _problem(api.query("sven", "SELECT fall_id FROM sozialleistungen WHERE bemerkung LIKE '%Herr%'",
-                                  "sozialplanung"), 403, "column_use_not_allowed")
+        body = _problem(
+            api.query(
+                "sven", "SELECT fall_id FROM sozialleistungen WHERE bemerkung LIKE '%Herr%'", "sozialplanung"
+            ),
+            403,
+            "column_use_not_allowed",
+        )
         assert body["rule"] == "sozialleistungen.scan_free_text"
 
     def test_einwohner_denied(self, api: Api) -> None:
@@ -183,8 +213,14 @@ class TestSven:
 
 class TestPaula:
     def test_aggregates_with_small_cells_suppressed(self, api: Api) -> None:
-        body = _ok(api.query("paula", "SELECT stadtteil, staatsangehoerigkeit, count(*) AS n FROM einwohner "
-                                      "GROUP BY stadtteil, staatsangehoerigkeit", "stadtplanung"))
+        body = _ok(
+            api.query(
+                "paula",
+                "SELECT stadtteil, staatsangehoerigkeit, count(*) AS n FROM einwohner "
+                "GROUP BY stadtteil, staatsangehoerigkeit",
+                "stadtplanung",
+            )
+        )
         names = [c["name"] for c in body["columns"]]
         assert names == ["stadtteil", "staatsangehoerigkeit", "n", "_suppressed"]
         suppressed = [r for r in body["rows"] if r[3]]
@@ -194,25 +230,37 @@ class TestPaula:
         assert all(r[2] >= 3 for r in released)
 
     def test_microdata_is_refused(self, api: Api) -> None:
-        body = _problem(api.query("paula", "SELECT vorname, stadtteil FROM einwohner", "stadtplanung"),
-                        403, "aggregate_only")
+        body = _problem(
+            api.query("paula", "SELECT vorname, stadtteil FROM einwohner", "stadtplanung"),
+            403,
+            "aggregate_only",
+        )
         assert body["rule"] == "einwohner.aggregate_only_min_cell"
 
     def test_single_row_aggregates_are_refused(self, api: Api) -> None:
-        _problem(api.query("paula", "SELECT stadtteil, max(zuzug_am) FROM einwohner GROUP BY stadtteil",
-                           "stadtplanung"), 403, "aggregate_not_allowed")
+        _problem(
+            api.query(
+                "paula", "SELECT stadtteil, max(zuzug_am) FROM einwohner GROUP BY stadtteil", "stadtplanung"
+            ),
+            403,
+            "aggregate_not_allowed",
+        )
 
     def test_population_by_district_is_useful(self, api: Api, raw_db: duckdb.DuckDBPyConnection) -> None:
-        body = _ok(api.query("paula", "SELECT stadtteil, count(*) AS n FROM einwohner GROUP BY stadtteil",
-                             "stadtplanung"))
+        body = _ok(
+            api.query(
+                "paula", "SELECT stadtteil, count(*) AS n FROM einwohner GROUP BY stadtteil", "stadtplanung"
+            )
+        )
         raw = dict(raw_db.execute("SELECT stadtteil, count(*) FROM einwohner GROUP BY 1").fetchall())
         for stadtteil, n, suppressed in body["rows"]:
             if not suppressed:
                 assert n == raw[stadtteil]
 
     def test_social_data_denied(self, api: Api) -> None:
-        _problem(api.query("paula", "SELECT count(*) FROM sozialleistungen", "stadtplanung"), 403,
-                 "access_denied")
+        _problem(
+            api.query("paula", "SELECT count(*) FROM sozialleistungen", "stadtplanung"), 403, "access_denied"
+        )
 
 
 class TestOversightRoles:
@@ -233,16 +281,22 @@ class TestAuthentication:
         assert response.headers["www-authenticate"].startswith("Bearer")
 
     def test_garbage_token(self, api: Api) -> None:
-        response = api.client.post("/v1/query", json={"sql": "SELECT 1", "purpose": "x"},
-                                   headers={"Authorization": "Bearer not.a.token"})
+        response = api.client.post(
+            "/v1/query",
+            json={"sql": "SELECT 1", "purpose": "x"},
+            headers={"Authorization": "Bearer not.a.token"},
+        )
         body = _problem(response, 401, response.json()["code"])
         assert "not.a.token" not in response.text
         assert body["code"].startswith("token_")
 
     def test_id_token_is_not_an_access_token(self, api: Api, oidc_provider: Any) -> None:
         id_token = oidc_provider.id_token("anna")
-        response = api.client.post("/v1/query", json={"sql": "SELECT 1", "purpose": "statistik"},
-                                   headers={"Authorization": f"Bearer {id_token}"})
+        response = api.client.post(
+            "/v1/query",
+            json={"sql": "SELECT 1", "purpose": "statistik"},
+            headers={"Authorization": f"Bearer {id_token}"},
+        )
         assert response.status_code == 401
         assert id_token not in response.text
 

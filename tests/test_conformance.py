@@ -36,8 +36,9 @@ from connectors.postgres import PostgresConnector
 from gateway.catalog import Catalog, load_catalog
 from gateway.demo.data import generate_demo_database
 from gateway.demo.load import load_into
+from gateway.errors import InvalidQuery
 from gateway.identity.principal import Principal
-from gateway.policy.decision import ColumnRule
+from gateway.policy.decision import ColumnRule, MaskOp
 from gateway.policy.embedded import EmbeddedPolicyEngine
 from gateway.policy.engine import load_bundle
 from gateway.policy.inputs import build_input
@@ -314,7 +315,7 @@ def test_pseudonyms_byte_identical(engines: dict[str, Connector], catalog: Catal
 
 
 # Masks applied directly to every column type in the demo tables, including ops no grant uses yet.
-_MASK_RULES: list[tuple[str, dict[str, object]]] = [
+_MASK_RULES: list[tuple[MaskOp, dict[str, object]]] = [
     ("pseudonymise", {"domain": "matrix"}),
     ("redact", {}),
     ("generalise", {"to": "year"}),
@@ -335,6 +336,14 @@ _TEMPORAL = {"DATE", "TIMESTAMP"}
 # and the proposed patch to gateway/sql/masks.py. strict=True: when masks.py is fixed, these XPASS
 # and fail, so the marker gets removed.
 _KNOWN_DIFFERENCES: dict[tuple[str, str, str], str] = {
+    ("pseudonymise", "anliegen", "eingegangen_am"):
+        "CAST(DATETIME(6) AS CHAR) in MariaDB keeps six fractional digits, DuckDB/PostgreSQL trim them",
+    ("generalise:month", "einwohner", "geburtsdatum"):
+        "DATE_TRUNC gives TIMESTAMP (DuckDB), TIMESTAMPTZ (PostgreSQL), DATE (MariaDB)",
+    ("generalise:month", "sozialleistungen", "ende"):
+        "DATE_TRUNC gives TIMESTAMP (DuckDB), TIMESTAMPTZ (PostgreSQL), DATE (MariaDB)",
+    ("generalise:month", "anliegen", "eingegangen_am"):
+        "MariaDB's DATE_TRUNC emulation (STR_TO_DATE) returns a DATE for a DATETIME",
 }
 
 
@@ -349,8 +358,21 @@ def _mask_cases() -> list[Any]:
     return cases
 
 
+def _refused_everywhere(rule: ColumnRule, column_type: str) -> str | None:
+    """None if every dialect builds the mask; the message if every dialect refuses it."""
+    messages = []
+    for dialect in ("duckdb", "postgres", "mysql"):
+        try:
+            mask_expression(exp.column("c"), rule, column_type=column_type, dialect=dialect, keys=KEYS,
+                            purpose="matrix")
+        except InvalidQuery as exc:
+            messages.append(str(exc))
+    assert len(messages) in (0, 3), f"the mask is refused for some dialects only: {messages}"
+    return messages[0] if messages else None
+
+
 @pytest.mark.parametrize(("op", "params", "table", "column"), _mask_cases())
-def test_mask_expression_same_on_every_engine(op: str, params: dict[str, object], table: str, column: str,
+def test_mask_expression_same_on_every_engine(op: MaskOp, params: dict[str, object], table: str, column: str,
                                               engines: dict[str, Connector], catalog: Catalog) -> None:
     column_type = catalog.datasets[table].columns[column].type
     base = column_type.split("(")[0].upper()
@@ -361,6 +383,9 @@ def test_mask_expression_same_on_every_engine(op: str, params: dict[str, object]
         pytest.skip("rounding applies to numeric columns only")
     rule = ColumnRule(op=op, params=params, rule=f"matrix.{op}")
     results: dict[str, list[tuple[Any, ...]]] = {}
+    refused = _refused_everywhere(rule, column_type)
+    if refused:
+        pytest.skip(f"masks.py refuses {op} on {column_type} for every dialect: {refused}")
     for dialect, engine in engines.items():
         raw = exp.column(column, table="t", quoted=True)
         masked = mask_expression(raw, rule, column_type=column_type, dialect=dialect, keys=KEYS, purpose="matrix")
@@ -374,6 +399,41 @@ def test_mask_expression_same_on_every_engine(op: str, params: dict[str, object]
         assert problem is None, f"{op} {params} on {table}.{column}: {dialect} differs from duckdb: {problem}"
 
 
+@pytest.mark.xfail(strict=True, reason="the text form of a DOUBLE differs (DuckDB '3.0', PostgreSQL and "
+                                       "MariaDB '3'; '1e+20' vs '1e20'), so its pseudonym would too; masks.py "
+                                       "should refuse to pseudonymise floating-point columns")
+def test_double_pseudonym_same_or_refused(engines: dict[str, Connector]) -> None:
+    rule = ColumnRule(op="pseudonymise", params={"domain": "matrix"}, rule="matrix.pseudonymise")
+    if _refused_everywhere(rule, "DOUBLE"):
+        return
+    seen = {}
+    for dialect, engine in engines.items():
+        value = exp.Cast(this=exp.Literal.number("3.0"), to=exp.DataType.build("DOUBLE"))
+        masked = mask_expression(value, rule, column_type="DOUBLE", dialect=dialect, keys=KEYS, purpose="matrix")
+        sql = exp.select(exp.alias_(masked, "m")).sql(dialect=dialect)
+        seen[dialect] = engine.execute(sql, max_rows=1, timeout_s=TIMEOUT_S).table.column(0)[0].as_py()
+    assert len(set(seen.values())) == 1, seen
+
+
+@pytest.mark.parametrize(("user", "sql", "known"), [
+    pytest.param("anna", "SELECT * FROM einwohner", True, id="einwohner-statistik",
+                 marks=pytest.mark.xfail(strict=True, reason="EXTRACT(YEAR ...) is BIGINT in DuckDB, NUMERIC in "
+                                                             "PostgreSQL, INT in MariaDB; masks.py should cast it")),
+    pytest.param("sven", "SELECT * FROM sozialleistungen", False, id="sozialleistungen-sozialplanung"),
+])
+def test_released_columns_have_the_same_arrow_type(user: str, sql: str, known: bool,
+                                                   engines: dict[str, Connector], catalog: Catalog,
+                                                   policy: EmbeddedPolicyEngine) -> None:
+    """Masked and plain columns of the catalog tables: not only equal values, the same Arrow types."""
+    types: dict[str, list[tuple[str, str]]] = {}
+    for dialect, engine in engines.items():
+        plan = _plan(user, sql, dialect, catalog, policy)
+        table = engine.execute(plan.sql, max_rows=plan.max_rows, timeout_s=TIMEOUT_S).table
+        types[dialect] = [(f.name, str(f.type)) for f in table.schema]
+    assert types["postgres"] == types["duckdb"]
+    assert types["mysql"] == types["duckdb"]
+
+
 # --------------------------------------------------------------------------------------------------
 # Trino: no server here; the SQL must at least be Trino SQL with functions Trino has
 # --------------------------------------------------------------------------------------------------
@@ -382,7 +442,7 @@ def test_mask_expression_same_on_every_engine(op: str, params: dict[str, object]
 TRINO_FUNCTIONS = {
     "abs", "avg", "cast", "ceil", "coalesce", "concat", "count", "date_trunc", "extract", "floor", "length",
     "lower", "max", "min", "rank", "round", "row_number", "sha256", "substr", "substring", "sum", "to_hex",
-    "to_utf8", "upper", "year", "if", "nullif", "greatest", "least", "dense_rank", "lag", "lead",
+    "to_utf8", "upper", "year", "if", "nullif", "greatest", "least", "dense_rank", "lag", "lead", "date_format",
 }
 
 
@@ -394,12 +454,6 @@ def test_rewrite_is_valid_trino_sql(user: str, sql: str, catalog: Catalog, polic
     for func in parsed.find_all(exp.Anonymous):
         assert func.name.lower() in TRINO_FUNCTIONS, f"{func.name} is not a Trino function"
     assert parsed.sql(dialect="trino") == plan.sql
-
-
-def _trino_hash_args(sql: str) -> list[exp.Expression]:
-    parsed = sqlglot.parse_one(sql, read="trino")
-    return [node for node in parsed.find_all(exp.SHA2, exp.Anonymous)
-            if node.sql(dialect="trino").lower().startswith("sha256(")]
 
 
 @pytest.mark.xfail(strict=True, reason="masks.py has no trino branch: Trino's sha256() takes varbinary, the "

@@ -1,6 +1,5 @@
 """The HTTP API: thin handlers over the pipeline. OpenAPI at /docs."""
 
-
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -29,15 +28,20 @@ from gateway.runtime import Runtime
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
     status: {"description": text, "content": {problems.PROBLEM_MEDIA_TYPE: {}}}
-    for status, text in ((400, "Invalid request"), (401, "Missing or invalid access token"),
-                         (403, "Refused by policy"), (422, "The query cannot be accepted"),
-                         (503, "A dependency (policy, audit, database) is unavailable"))
+    for status, text in (
+        (400, "Invalid request"),
+        (401, "Missing or invalid access token"),
+        (403, "Refused by policy"),
+        (422, "The query cannot be accepted"),
+        (503, "A dependency (policy, audit, database) is unavailable"),
+    )
 }
 
 
 def _context(request: Request) -> RequestContext:
-    return RequestContext(request_id=request.state.request_id,
-                          client_address=request.client.host if request.client else None)
+    return RequestContext(
+        request_id=request.state.request_id, client_address=request.client.host if request.client else None
+    )
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -46,9 +50,13 @@ def create_app(runtime: Runtime) -> FastAPI:
         yield
         runtime.close()
 
-    app = FastAPI(title="Municipal data gateway", version=__version__, lifespan=lifespan,
-                  description="Privacy-preserving SQL access to the city's datasets. "
-                              "Every answer is masked per policy and audited.")
+    app = FastAPI(
+        title="Municipal data gateway",
+        version=__version__,
+        lifespan=lifespan,
+        description="Privacy-preserving SQL access to the city's datasets. "
+        "Every answer is masked per policy and audited.",
+    )
     app.add_exception_handler(GatewayError, problems.gateway_error_handler)
     app.add_exception_handler(RequestValidationError, problems.validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, problems.http_error_handler)
@@ -62,14 +70,18 @@ def create_app(runtime: Runtime) -> FastAPI:
         response.headers["X-Request-Id"] = request.state.request_id
         return response
 
-    def principal(request: Request,
-                  authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> Principal:
+    def principal(
+        request: Request, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
+    ) -> Principal:
         token: str | None = None
         if authorization:
             scheme, _, value = authorization.partition(" ")
             if scheme.lower() != "bearer" or not value.strip():
-                error = AuthenticationError("send the access token as `Authorization: Bearer <token>`",
-                                            code="token_malformed", error="invalid_request")
+                error = AuthenticationError(
+                    "send the access token as `Authorization: Bearer <token>`",
+                    code="token_malformed",
+                    error="invalid_request",
+                )
                 gateway.record_unauthenticated(_context(request), error, path=request.url.path)
                 raise error
             token = value.strip()
@@ -81,27 +93,45 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     Caller = Annotated[Principal, Depends(principal)]
 
-    @app.post("/v1/query", response_model=QueryResponse, responses=PROBLEM_RESPONSES,
-              summary="Run one read-only SQL query for a declared purpose")
+    @app.post(
+        "/v1/query",
+        response_model=QueryResponse,
+        responses=PROBLEM_RESPONSES,
+        summary="Run one read-only SQL query for a declared purpose",
+    )
     def query(body: QueryBody, request: Request, caller: Caller) -> Response:
         outcome = gateway.run_query(
-            caller, QueryRequest(sql=body.sql, purpose=body.purpose,
-                                 dialect=body.dialect or runtime.settings.default_dialect),
-            _context(request))
+            caller,
+            QueryRequest(
+                sql=body.sql, purpose=body.purpose, dialect=body.dialect or runtime.settings.default_dialect
+            ),
+            _context(request),
+        )
         return Response(dumps(_query_payload(outcome)), media_type="application/json")
 
-    @app.get("/v1/datasets", response_model=DatasetsResponse, responses=PROBLEM_RESPONSES,
-             summary="The datasets you may query and how each column is treated")
-    def datasets(request: Request, caller: Caller,
-                 purpose: Annotated[str | None, Query(max_length=100)] = None) -> DatasetsResponse:
-        return DatasetsResponse(datasets=visible_datasets(gateway, caller, purpose, _context(request)),
-                                policy_version=gateway.policy.version)
+    @app.get(
+        "/v1/datasets",
+        response_model=DatasetsResponse,
+        responses=PROBLEM_RESPONSES,
+        summary="The datasets you may query and how each column is treated",
+    )
+    def datasets(
+        request: Request, caller: Caller, purpose: Annotated[str | None, Query(max_length=100)] = None
+    ) -> DatasetsResponse:
+        return DatasetsResponse(
+            datasets=visible_datasets(gateway, caller, purpose, _context(request)),
+            policy_version=gateway.policy.version,
+        )
 
     @app.get("/healthz", response_model=Health, summary="Liveness and the policy version in force")
     def healthz() -> Health:
         seq, _ = gateway.audit.head()
-        return Health(status="ok", policy_version=gateway.policy.version,
-                      policy_backend=runtime.settings.policy_backend, audit_head_seq=seq)
+        return Health(
+            status="ok",
+            policy_version=gateway.policy.version,
+            policy_backend=runtime.settings.policy_backend,
+            audit_head_seq=seq,
+        )
 
     return app
 
@@ -115,5 +145,11 @@ def _query_payload(outcome: QueryOutcome) -> dict[str, object]:
         else:
             masking = "suppression_flag" if field.name == SUPPRESSED_COLUMN else "computed"
         columns.append(ColumnInfo(name=field.name, type=str(field.type), masking=masking).model_dump())
-    return {"columns": columns, "rows": rows_of(outcome.table), "row_count": outcome.table.num_rows,
-            "truncated": outcome.truncated, "query_id": outcome.query_id, "receipt": outcome.receipt}
+    return {
+        "columns": columns,
+        "rows": rows_of(outcome.table),
+        "row_count": outcome.table.num_rows,
+        "truncated": outcome.truncated,
+        "query_id": outcome.query_id,
+        "receipt": outcome.receipt,
+    }

@@ -11,17 +11,23 @@ class QueryBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     sql: str = Field(description="One read-only SELECT over the catalog datasets.", max_length=100_000)
-    purpose: str = Field(description="The purpose you query for (Zweckbindung), e.g. `statistik`.",
-                         min_length=1, max_length=100)
+    purpose: str = Field(
+        description="The purpose you query for (Zweckbindung), e.g. `statistik`.",
+        min_length=1,
+        max_length=100,
+    )
     dialect: Literal["postgres", "duckdb", "mysql", "trino"] | None = Field(
-        default=None, description="SQL dialect of `sql` (default: the gateway's, usually postgres).")
+        default=None, description="SQL dialect of `sql` (default: the gateway's, usually postgres)."
+    )
 
 
 class ColumnInfo(BaseModel):
     name: str
     type: str
-    masking: str = Field(description="plain | pseudonymise | redact | generalise | partial | free_text | "
-                                     "computed | suppression_flag")
+    masking: str = Field(
+        description="plain | pseudonymise | redact | generalise | partial | free_text | "
+        "computed | suppression_flag"
+    )
 
 
 class QueryResponse(BaseModel):

@@ -22,8 +22,16 @@ PROBLEM_BASE = "https://data-gateway.invalid/problems/"
 _PUBLIC_EXTRA = {"dataset", "column", "use", "function", "construct", "rules", "line", "column_number"}
 
 
-def problem_body(*, status: int, code: str, title: str, detail: str, request_id: str | None,
-                 rule: str | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def problem_body(
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    request_id: str | None,
+    rule: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": PROBLEM_BASE + code,
         "title": title,
@@ -48,10 +56,18 @@ def problem_response(error: GatewayError, request_id: str | None) -> JSONRespons
         description = error.detail.replace('"', "'")
         headers["WWW-Authenticate"] = (
             f'Bearer realm="data-gateway", error="{error.error}", error_description="{description}"'
-            if error.code != "token_missing" else 'Bearer realm="data-gateway"'
+            if error.code != "token_missing"
+            else 'Bearer realm="data-gateway"'
         )
-    body = problem_body(status=error.status, code=error.code, title=error.title, detail=error.detail,
-                        request_id=request_id, rule=error.rule, extra=error.extra)
+    body = problem_body(
+        status=error.status,
+        code=error.code,
+        title=error.title,
+        detail=error.detail,
+        request_id=request_id,
+        rule=error.rule,
+        extra=error.extra,
+    )
     return JSONResponse(body, status_code=error.status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
@@ -72,10 +88,18 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
     for err in errors:
         location = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
         problems.append(f"{location or 'body'}: {err.get('msg', 'invalid')}")
-    detail = "the request body is not valid: " + "; ".join(problems[:5]) if problems else \
-        "the request body is not valid JSON of the documented shape"
-    body = problem_body(status=400, code="invalid_request", title="Invalid request", detail=detail,
-                        request_id=_request_id(request))
+    detail = (
+        "the request body is not valid: " + "; ".join(problems[:5])
+        if problems
+        else "the request body is not valid JSON of the documented shape"
+    )
+    body = problem_body(
+        status=400,
+        code="invalid_request",
+        title="Invalid request",
+        detail=detail,
+        request_id=_request_id(request),
+    )
     return JSONResponse(body, status_code=400, media_type=PROBLEM_MEDIA_TYPE)
 
 
@@ -83,18 +107,32 @@ async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     status = exc.status_code if isinstance(exc, StarletteHTTPException) else 500
     code = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
     detail = {404: "no such endpoint; see /docs for the API", 405: "this method is not allowed here"}.get(
-        status, "the request could not be handled")
-    body = problem_body(status=status, code=code, title=code.replace("_", " ").capitalize(), detail=detail,
-                        request_id=_request_id(request))
+        status, "the request could not be handled"
+    )
+    body = problem_body(
+        status=status,
+        code=code,
+        title=code.replace("_", " ").capitalize(),
+        detail=detail,
+        request_id=_request_id(request),
+    )
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE)
 
 
 async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
     request_id = _request_id(request)
     # the traceback can hold data values: only with GATEWAY_DEBUG_TRACEBACKS=1, on the operator's console
-    log.error("request %s failed: %s", request_id, type(exc).__name__,
-              exc_info=exc if os.environ.get("GATEWAY_DEBUG_TRACEBACKS") == "1" else None)
-    body = problem_body(status=500, code="internal_error", title="The gateway failed",
-                        detail=f"the gateway failed; quote reference {request_id} to the operator",
-                        request_id=request_id)
+    log.error(
+        "request %s failed: %s",
+        request_id,
+        type(exc).__name__,
+        exc_info=exc if os.environ.get("GATEWAY_DEBUG_TRACEBACKS") == "1" else None,
+    )
+    body = problem_body(
+        status=500,
+        code="internal_error",
+        title="The gateway failed",
+        detail=f"the gateway failed; quote reference {request_id} to the operator",
+        request_id=request_id,
+    )
     return JSONResponse(body, status_code=500, media_type=PROBLEM_MEDIA_TYPE)

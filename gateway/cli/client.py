@@ -66,8 +66,9 @@ def query_command(args: argparse.Namespace) -> int:
     if args.dialect:
         body["dialect"] = args.dialect
     try:
-        response = httpx.post(f"{url}/v1/query", json=body, headers={"Authorization": f"Bearer {token}"},
-                              timeout=120)
+        response = httpx.post(
+            f"{url}/v1/query", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=120
+        )
     except httpx.HTTPError as exc:
         raise RuntimeError(f"cannot reach the gateway at {url}: {type(exc).__name__}") from None
     payload = response.json()

@@ -39,8 +39,10 @@ def audit_verify(data_dir: Path, config: Path | None, from_seq: int | None) -> i
     finally:
         store.close()
     if report.ok:
-        print(f"audit chain OK: {report.records_checked} records, {report.checkpoints_checked} signed "
-              f"checkpoints (last checkpoint at seq {report.last_checkpoint_seq})")
+        print(
+            f"audit chain OK: {report.records_checked} records, {report.checkpoints_checked} signed "
+            f"checkpoints (last checkpoint at seq {report.last_checkpoint_seq})"
+        )
         return 0
     print(f"audit chain BROKEN at seq {report.first_bad_seq}: {report.problem}")
     return 1
@@ -52,10 +54,10 @@ def policy_command(command: str, policy_dir: Path | None, catalog: Path | None) 
     if command == "test":
         from gateway.policy.testing import policy_test_main
 
-        return policy_test_main(policy_dir, catalog)
+        return int(policy_test_main(policy_dir, catalog))
     from gateway.policy.lint import policy_check_main
 
-    return policy_check_main(policy_dir, catalog)
+    return int(policy_check_main(policy_dir, catalog))
 
 
 def demo_load(data_dir: Path, target: str, schema: str | None) -> int:

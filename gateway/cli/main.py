@@ -10,8 +10,12 @@ DEFAULT_DATA_DIR = Path(".gateway-demo")
 
 
 def _data_dir_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
-                        help="demo state directory (default: .gateway-demo)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help="demo state directory (default: .gateway-demo)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -350,7 +350,7 @@ def start_provider(data_dir: Path, port: int = 0, *, audience: str = DEFAULT_AUD
     """
     ensure_node_modules(quiet=True)
     node = _node()
-    state_dir = _state_dir(Path(data_dir))
+    state_dir = _state_dir(Path(data_dir).resolve())  # node runs with another working directory
     _refuse_if_running(state_dir)
     keys_dir = state_dir / "state"
     keys_dir.mkdir(parents=True, exist_ok=True)

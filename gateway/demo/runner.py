@@ -41,15 +41,18 @@ def write_demo_config(data_dir: Path, issuer: str, port: int) -> Path:
     }
     path = data_dir / "gateway.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    (data_dir / DEMO_INFO).write_text(json.dumps({"url": f"http://127.0.0.1:{port}", "issuer": issuer}),
-                                      encoding="utf-8")
+    (data_dir / DEMO_INFO).write_text(
+        json.dumps({"url": f"http://127.0.0.1:{port}", "issuer": issuer}), encoding="utf-8"
+    )
     return path
 
 
 def read_demo_info(data_dir: Path) -> dict[str, Any]:
     path = data_dir / DEMO_INFO
     if not path.exists():
-        raise FileNotFoundError(f"no demo found in {data_dir}: start it with `gateway demo --data-dir {data_dir}`")
+        raise FileNotFoundError(
+            f"no demo found in {data_dir}: start it with `gateway demo --data-dir {data_dir}`"
+        )
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
         raise ValueError(f"{path} is damaged")

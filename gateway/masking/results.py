@@ -16,8 +16,9 @@ def mask_results(table: pa.Table, plan: RewritePlan, scan: Scanner) -> pa.Table:
         if free_text:
             table = mask_free_text(table, free_text, scan)
         if plan.min_cell is not None:
-            table = suppress_small_cells(table, min_cell=plan.min_cell,
-                                         aggregate_columns=plan.aggregate_outputs)
+            table = suppress_small_cells(
+                table, min_cell=plan.min_cell, aggregate_columns=plan.aggregate_outputs
+            )
     except Exception as exc:
         raise MaskingFailed(
             "the result could not be masked, so no data is returned; the incident is in the audit log",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import OrderedDict
 from typing import Any
 
 from regopy import Interpreter
@@ -40,10 +41,13 @@ def evaluate(interpreter: Interpreter, query: str, policy_input: dict[str, Any] 
 class EmbeddedPolicyEngine:
     """In-process Rego. One interpreter per bundle, guarded by a lock (regopy is not thread-safe)."""
 
-    def __init__(self, bundle: PolicyBundle) -> None:
+    def __init__(self, bundle: PolicyBundle, *, cache_size: int = 2048) -> None:
         self._bundle = bundle
         self._interpreter = _compile(bundle)
         self._lock = threading.Lock()
+        #: decisions by the exact input document (its time has minute resolution); the bundle is fixed
+        self._cache: OrderedDict[str, Decision] = OrderedDict()
+        self._cache_size = cache_size
 
     @property
     def version(self) -> str:
@@ -55,9 +59,16 @@ class EmbeddedPolicyEngine:
 
     def decide(self, policy_input: PolicyInput) -> Decision:
         query = "data." + DECISION_PATH.replace("/", ".")
+        document = policy_input.model_dump(mode="json")
+        key = json.dumps(document, sort_keys=True)
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+                return cached
         try:
             with self._lock:
-                raw = evaluate(self._interpreter, query, policy_input.model_dump(mode="json"))
+                raw = evaluate(self._interpreter, query, document)
         except PolicyUnavailable:
             raise
         except Exception as exc:
@@ -65,4 +76,9 @@ class EmbeddedPolicyEngine:
                 "the policy engine failed to evaluate the request; no data is released",
                 code="policy_eval_error",
             ) from exc
-        return parse_decision(raw, self.version)
+        decision = parse_decision(raw, self.version)
+        with self._lock:
+            self._cache[key] = decision
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return decision

@@ -63,8 +63,9 @@ def load_bundle(policy_dir: Path, catalog: Catalog) -> PolicyBundle:
     for name, text in sorted(modules.items()):
         digest.update(name.encode() + b"\0" + text.encode() + b"\0")
     digest.update(json.dumps(data, sort_keys=True, default=str).encode())
-    return PolicyBundle(modules=modules, data=data, version="sha256:" + digest.hexdigest()[:16],
-                        test_modules=test_modules)
+    return PolicyBundle(
+        modules=modules, data=data, version="sha256:" + digest.hexdigest()[:16], test_modules=test_modules
+    )
 
 
 def parse_decision(raw: Any, version: str) -> Decision:

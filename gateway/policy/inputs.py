@@ -8,8 +8,14 @@ from gateway.identity.principal import Principal
 from gateway.policy.decision import PolicyInput
 
 
-def build_input(principal: Principal, purpose: str, datasets: list[str], *,
-                client_address: str | None = None, now: datetime | None = None) -> PolicyInput:
+def build_input(
+    principal: Principal,
+    purpose: str,
+    datasets: list[str],
+    *,
+    client_address: str | None = None,
+    now: datetime | None = None,
+) -> PolicyInput:
     identity: dict[str, object] = {
         "user": principal.username,
         "subject": principal.subject,
@@ -26,5 +32,6 @@ def build_input(principal: Principal, purpose: str, datasets: list[str], *,
         identity=identity,
         action={"operation": "SelectFromColumns", "purpose": purpose},
         resource={"datasets": sorted(datasets)},
-        context={"time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"), "client_address": client_address or ""},
+        # minute resolution: time-bound grants take effect to the minute, and decisions can be cached
+        context={"time": moment.strftime("%Y-%m-%dT%H:%M:00Z"), "client_address": client_address or ""},
     )

@@ -3,17 +3,26 @@
 ``gateway policy test`` calls ``policy_test_main``. A test passes when its rule evaluates to ``true``;
 ``false``, undefined or an evaluation error is a failure, as with ``opa test``. The same files run
 unchanged under ``opa test policies/`` (OPA >= 1.0).
+
+The tests run in a child process (``python -m gateway.policy.testing``) by default: regopy 1.5 can
+crash the whole process (SIGSEGV) on some Rego constructs (e.g. ``with input as {...}`` over rules
+that call builtins), and neither the CLI nor the reloading gateway may die from a bad test module.
+A crash fails the test that was running and the remaining tests run in a fresh child.
+The bundle is compiled once (regopy ``build`` with every test as an entrypoint) and each test is
+then evaluated from the compiled plan.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from regopy import Interpreter
 
@@ -24,6 +33,9 @@ from gateway.policy.engine import PolicyBundle, load_bundle
 _PACKAGE_RE = re.compile(r"^package\s+([A-Za-z_][\w.]*)\s*$", re.MULTILINE)
 # a top-level rule head starting with test_: `test_x if {`, `test_x := ...`, `test_x {` (v0)
 _TEST_RULE_RE = re.compile(r"^(test_\w+)\s*(?:if\b|:=|=|\{|contains\b)", re.MULTILINE)
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+#: per child process; generous, since compiling a bundle with many tests takes a few seconds
+WORKER_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -36,9 +48,12 @@ class RegoTestResult:
     duration_ms: float = 0.0
 
 
-def discover_tests(modules: dict[str, str]) -> list[tuple[str, str, str]]:
+TestId = tuple[str, str, str]  # (module, package, rule)
+
+
+def discover_tests(modules: dict[str, str]) -> list[TestId]:
     """``(module, package, rule)`` for every ``test_`` rule in the ``*_test.rego`` modules."""
-    found: list[tuple[str, str, str]] = []
+    found: list[TestId] = []
     for module, text in sorted(modules.items()):
         if not module.endswith("_test.rego"):
             continue
@@ -54,55 +69,116 @@ def discover_tests(modules: dict[str, str]) -> list[tuple[str, str, str]]:
     return found
 
 
-def _all_modules(bundle: PolicyBundle) -> dict[str, str]:
+def all_modules(bundle: PolicyBundle) -> dict[str, str]:
+    """Policy modules plus test modules (``load_bundle`` keeps the tests apart)."""
     return {**bundle.modules, **bundle.test_modules}
 
 
-def _interpreter(bundle: PolicyBundle) -> Interpreter:
-    interpreter = Interpreter()
-    for name, text in _all_modules(bundle).items():
-        interpreter.add_module(name, text)
-    interpreter.add_data_json(json.dumps(bundle.data, ensure_ascii=False))
-    interpreter.set_input_term("{}")
-    return interpreter
+def _entrypoint(package: str, rule: str) -> str:
+    return package.replace(".", "/") + "/" + rule
 
 
-def run_bundle_tests(bundle: PolicyBundle) -> list[RegoTestResult]:
-    """Run every test of ``bundle``. A bundle that does not compile fails every test with that error."""
-    tests = discover_tests(_all_modules(bundle))
+def _judge(text: str) -> tuple[bool, str | None]:
+    if text == "undefined":
+        return False, "undefined (a condition in the test body did not hold)"
+    if not text.startswith("{"):
+        return False, f"evaluation failed: {text.strip()[:500]}"
+    expressions = json.loads(text).get("expressions") or []
+    value = expressions[0] if expressions else None
+    if value is True:
+        return True, None
+    return False, f"evaluated to {json.dumps(value, ensure_ascii=False)}, expected true"
+
+
+def _run_in_process(modules: dict[str, str], data: dict[str, Any], tests: list[TestId],
+                    emit: Any = None) -> list[RegoTestResult]:
+    """Compile once, evaluate each test. ``emit`` (if given) is called with each result as it lands."""
+    results: list[RegoTestResult] = []
+
+    def record(result: RegoTestResult) -> None:
+        results.append(result)
+        if emit is not None:
+            emit(result)
+
+    if not tests:
+        return results
     try:
-        interpreter = _interpreter(bundle)
+        interpreter = Interpreter()
+        for name, text in modules.items():
+            interpreter.add_module(name, text)
+        # ensure_ascii=False: regopy does not decode \\uXXXX escapes in JSON strings
+        interpreter.add_data_json(json.dumps(data, ensure_ascii=False))
+        interpreter.set_input_term("{}")
+        plan = interpreter.build(None, [_entrypoint(p, r) for _, p, r in tests])
     except Exception as exc:
         message = f"the policy does not compile: {exc}"
-        return [RegoTestResult(rule, package, False, message, module) for module, package, rule in tests]
-    results: list[RegoTestResult] = []
+        for module, package, rule in tests:
+            record(RegoTestResult(rule, package, False, message, module))
+        return results
     for module, package, rule in tests:
         started = time.perf_counter()
-        error: str | None = None
         try:
-            text = str(interpreter.query(f"data.{package}.{rule}"))
+            passed, error = _judge(str(interpreter.query_bundle_entrypoint(plan, _entrypoint(package, rule))))
         except Exception as exc:
-            text, error = "", f"evaluation failed: {exc}"
-        passed = False
-        if error is None:
-            if text == "undefined":
-                error = "undefined (a condition in the test body did not hold)"
-            elif text.startswith("{"):
-                expressions = json.loads(text).get("expressions") or []
-                value = expressions[0] if expressions else None
-                passed = value is True
-                if not passed:
-                    error = f"evaluated to {json.dumps(value)}, expected true"
-            else:
-                error = f"evaluation failed: {text.strip()[:500]}"
-        elapsed = (time.perf_counter() - started) * 1000
-        results.append(RegoTestResult(rule, package, passed, error, module, round(elapsed, 2)))
+            passed, error = False, f"evaluation failed: {exc}"
+        elapsed = round((time.perf_counter() - started) * 1000, 2)
+        record(RegoTestResult(rule, package, passed, error, module, elapsed))
     return results
 
 
-def run_rego_tests(policy_dir: Path, catalog: Catalog) -> list[RegoTestResult]:
+def _run_isolated(modules: dict[str, str], data: dict[str, Any], tests: list[TestId]) -> list[RegoTestResult]:
+    results: list[RegoTestResult] = []
+    remaining = list(tests)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+    while remaining:
+        payload = json.dumps({"modules": modules, "data": data, "tests": remaining}, ensure_ascii=False)
+        try:
+            proc = subprocess.run(  # noqa: S603 - our own interpreter and module, no shell
+                [sys.executable, "-m", "gateway.policy.testing", "--worker"],
+                input=payload, capture_output=True, text=True, encoding="utf-8",
+                timeout=WORKER_TIMEOUT_S, env=env, check=False,
+            )
+            stdout, returncode = proc.stdout, proc.returncode
+        except subprocess.TimeoutExpired as exc:
+            out = exc.stdout
+            stdout = out.decode("utf-8", "replace") if isinstance(out, bytes) else (out or "")
+            returncode = None
+        done = 0
+        for line in stdout.splitlines():
+            if line.startswith("{"):
+                results.append(RegoTestResult(**json.loads(line)))
+                done += 1
+        remaining = remaining[done:]
+        if not remaining:
+            break
+        module, package, rule = remaining.pop(0)
+        if returncode is None:
+            why = f"the Rego engine did not finish within {WORKER_TIMEOUT_S:.0f} s"
+        elif returncode < 0:
+            why = f"the Rego engine crashed (signal {-returncode}) evaluating this test"
+        else:
+            why = f"the test runner failed (exit code {returncode}): {proc.stderr.strip()[-300:]}"
+        results.append(RegoTestResult(rule, package, False, why, module))
+    return results
+
+
+def run_bundle_tests(bundle: PolicyBundle, *, isolated: bool = True) -> list[RegoTestResult]:
+    """Run every Rego test of ``bundle``.
+
+    A bundle that does not compile fails every test with that error. ``isolated`` runs regopy in a
+    child process so that an engine crash fails tests instead of killing the caller.
+    """
+    modules = all_modules(bundle)
+    tests = discover_tests(modules)
+    if isolated:
+        return _run_isolated(modules, bundle.data, tests)
+    return _run_in_process(modules, bundle.data, tests)
+
+
+def run_rego_tests(policy_dir: Path, catalog: Catalog, *, isolated: bool = True) -> list[RegoTestResult]:
     """Load ``policy_dir`` (modules, data, and ``catalog`` as ``data.catalog``) and run its Rego tests."""
-    return run_bundle_tests(load_bundle(policy_dir, catalog))
+    return run_bundle_tests(load_bundle(policy_dir, catalog), isolated=isolated)
 
 
 def policy_test_main(policy_dir: Path, catalog_path: Path, *, out: TextIO | None = None) -> int:
@@ -122,6 +198,9 @@ def policy_test_main(policy_dir: Path, catalog_path: Path, *, out: TextIO | None
     except PolicyUnavailable as exc:
         print(f"ERROR  cannot load the policy in {policy_dir}: {exc.detail}", file=stream)
         return 2
+    except Exception as exc:  # YAML errors and the like
+        print(f"ERROR  cannot load the policy in {policy_dir}: {exc}", file=stream)
+        return 2
     results = run_bundle_tests(bundle)
     print(f"policy {bundle.version} from {policy_dir}", file=stream)
     for r in results:
@@ -129,9 +208,31 @@ def policy_test_main(policy_dir: Path, catalog_path: Path, *, out: TextIO | None
         print(f"{status}  {r.package}.{r.name}  ({r.module}, {r.duration_ms:.1f} ms)", file=stream)
         if r.error:
             print(f"      {r.error}", file=stream)
-    failed = [r for r in results if not r.passed]
     if not results:
         print("FAIL  no test_ rules found in *_test.rego", file=stream)
         return 1
+    failed = [r for r in results if not r.passed]
     print(f"{len(results) - len(failed)}/{len(results)} passed, {len(failed)} failed", file=stream)
     return 1 if failed else 0
+
+
+def _worker() -> int:
+    """Child side of ``_run_isolated``: bundle JSON on stdin, one JSON result per line on stdout."""
+    request = json.loads(sys.stdin.read())
+    tests = [(m, p, r) for m, p, r in request["tests"]]
+
+    def emit(result: RegoTestResult) -> None:
+        sys.stdout.write(json.dumps(asdict(result), ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+    _run_in_process(request["modules"], request["data"], tests, emit)
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--worker"]:
+        raise SystemExit(_worker())
+    if len(sys.argv) == 3:
+        raise SystemExit(policy_test_main(Path(sys.argv[1]), Path(sys.argv[2])))
+    print("usage: python -m gateway.policy.testing POLICY_DIR CATALOG_YAML", file=sys.stderr)
+    raise SystemExit(2)

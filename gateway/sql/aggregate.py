@@ -17,20 +17,24 @@ PERSONS_COLUMN = "__persons"
 
 
 def _deny(message: str, rule: AggregateRule) -> AccessDenied:
-    return AccessDenied(f"aggregate-only access (rule {rule.rule}): {message}", code="aggregate_only",
-                        rule=rule.rule)
+    return AccessDenied(
+        f"aggregate-only access (rule {rule.rule}): {message}", code="aggregate_only", rule=rule.rule
+    )
 
 
-def _is_group_key(projection: exp.Expression, group_sql: set[str], group_columns: set[str]) -> bool:
+def _is_group_key(projection: exp.Expr, group_sql: set[str], group_columns: set[str]) -> bool:
     if projection.sql() in group_sql:
         return True
     columns = list(projection.find_all(exp.Column))
     return bool(columns) and all(c.sql() in group_columns for c in columns)
 
 
-def enforce_aggregate_only(ast: exp.Expression, catalog_tables: list[tuple[exp.Table, str]],
-                           rules: dict[str, AggregateRule], person_keys: dict[str, str | None]
-                           ) -> tuple[str, ...]:
+def enforce_aggregate_only(
+    ast: exp.Expr,
+    catalog_tables: list[tuple[exp.Table, str]],
+    rules: dict[str, AggregateRule],
+    person_keys: dict[str, str | None],
+) -> tuple[str, ...]:
     """Check the query shape; add the person count; return the names of aggregate outputs."""
     rule = next(iter(rules.values()))
     if not isinstance(ast, exp.Select):
@@ -57,13 +61,17 @@ def enforce_aggregate_only(ast: exp.Expression, catalog_tables: list[tuple[exp.T
             aggregates.append(projection.alias_or_name)
             continue
         if not _is_group_key(inner, group_sql, group_columns):
-            raise _deny(f"{projection.alias_or_name!r} is neither a GROUP BY key nor an aggregate; "
-                        "every result row must summarise several persons", rule)
+            raise _deny(
+                f"{projection.alias_or_name!r} is neither a GROUP BY key nor an aggregate; "
+                "every result row must summarise several persons",
+                rule,
+            )
     if not aggregates:
         raise _deny("the query returns no aggregate (count, sum, avg); add one", rule)
     for index, (table, name) in enumerate(aggregate_tables):
         key = str(person_keys[name])
-        count = exp.Count(this=exp.Distinct(expressions=[
-            exp.column(key, table=table.alias_or_name, quoted=True)]))
+        count = exp.Count(
+            this=exp.Distinct(expressions=[exp.column(key, table=table.alias_or_name, quoted=True)])
+        )
         ast.select(exp.alias_(count, f"{PERSONS_COLUMN}_{index}", quoted=True), copy=False)
     return tuple(aggregates)

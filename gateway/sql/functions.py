@@ -15,54 +15,165 @@ from sqlglot import exp
 from gateway.errors import AccessDenied, InvalidQuery
 
 
-def _classes(*names: str) -> frozenset[type[exp.Expression]]:
+def _classes(*names: str) -> frozenset[type[exp.Expr]]:
     found = {getattr(exp, n) for n in names if hasattr(exp, n)}
     return frozenset(found)
 
 
 #: aggregates that summarise many rows into one figure (safe on aggregate-only data)
 SUMMARY_AGGREGATES = _classes(
-    "Count", "CountIf", "Sum", "Avg", "Stddev", "StddevPop", "StddevSamp", "Variance", "VariancePop",
-    "Corr", "CovarPop", "CovarSamp", "ApproxDistinct",
+    "Count",
+    "CountIf",
+    "Sum",
+    "Avg",
+    "Stddev",
+    "StddevPop",
+    "StddevSamp",
+    "Variance",
+    "VariancePop",
+    "Corr",
+    "CovarPop",
+    "CovarSamp",
+    "ApproxDistinct",
 )
 
 #: aggregates and window functions that return the raw value of a single row
 ROW_VALUE_AGGREGATES = _classes(
-    "Min", "Max", "AnyValue", "ArgMax", "ArgMin", "First", "Last", "FirstValue", "LastValue", "NthValue",
-    "Median", "Quantile", "PercentileCont", "PercentileDisc", "ApproxQuantile", "Mode", "GroupConcat",
-    "ArrayAgg", "Lag", "Lead",
+    "Min",
+    "Max",
+    "AnyValue",
+    "ArgMax",
+    "ArgMin",
+    "First",
+    "Last",
+    "FirstValue",
+    "LastValue",
+    "NthValue",
+    "Median",
+    "Quantile",
+    "PercentileCont",
+    "PercentileDisc",
+    "ApproxQuantile",
+    "Mode",
+    "GroupConcat",
+    "ArrayAgg",
+    "Lag",
+    "Lead",
 )
 
 SCALAR_FUNCTIONS = _classes(
     # logic and conditionals
-    "And", "Or", "Xor", "Case", "If", "Coalesce", "Nullif", "Greatest", "Least", "Nvl2",
+    "And",
+    "Or",
+    "Xor",
+    "Case",
+    "If",
+    "Coalesce",
+    "Nullif",
+    "Greatest",
+    "Least",
+    "Nvl2",
     # casts
-    "Cast", "TryCast",
+    "Cast",
+    "TryCast",
     # numbers
-    "Abs", "Round", "Floor", "Ceil", "Sqrt", "Cbrt", "Pow", "Ln", "Log", "Exp", "Sign", "Trunc",
-    "SafeDivide", "Pi",
+    "Abs",
+    "Round",
+    "Floor",
+    "Ceil",
+    "Sqrt",
+    "Cbrt",
+    "Pow",
+    "Ln",
+    "Log",
+    "Exp",
+    "Sign",
+    "Trunc",
+    "SafeDivide",
+    "Pi",
     # strings
-    "Upper", "Lower", "Length", "Substring", "Trim", "Concat", "ConcatWs", "Left", "Right",
-    "StrPosition", "Initcap", "Pad", "Replace", "Reverse", "StartsWith", "EndsWith", "Contains",
-    "SplitPart", "Repeat", "Translate",
+    "Upper",
+    "Lower",
+    "Length",
+    "Substring",
+    "Trim",
+    "Concat",
+    "ConcatWs",
+    "Left",
+    "Right",
+    "StrPosition",
+    "Initcap",
+    "Pad",
+    "Replace",
+    "Reverse",
+    "StartsWith",
+    "EndsWith",
+    "Contains",
+    "SplitPart",
+    "Repeat",
+    "Translate",
     # dates and times
-    "Extract", "DateTrunc", "TimestampTrunc", "DatetimeTrunc", "TimeTrunc", "CurrentDate",
-    "CurrentTimestamp", "CurrentTime", "DateAdd", "DateSub", "DateDiff", "TimestampAdd", "TimestampSub",
-    "TimestampDiff", "DatetimeAdd", "DatetimeSub", "DatetimeDiff", "Year", "Quarter", "Month", "Week",
-    "WeekOfYear", "Day", "DayOfMonth", "DayOfWeek", "DayOfWeekIso", "DayOfYear", "Hour", "Minute", "Second",
-    "Date", "Timestamp", "TsOrDsToDate", "TsOrDsAdd", "TsOrDsDiff", "StrToDate", "StrToTime", "TimeToStr",
-    "ToChar", "LastDay", "AddMonths", "MonthsBetween", "MakeInterval", "DateFromParts",
+    "Extract",
+    "DateTrunc",
+    "TimestampTrunc",
+    "DatetimeTrunc",
+    "TimeTrunc",
+    "CurrentDate",
+    "CurrentTimestamp",
+    "CurrentTime",
+    "DateAdd",
+    "DateSub",
+    "DateDiff",
+    "TimestampAdd",
+    "TimestampSub",
+    "TimestampDiff",
+    "DatetimeAdd",
+    "DatetimeSub",
+    "DatetimeDiff",
+    "Year",
+    "Quarter",
+    "Month",
+    "Week",
+    "WeekOfYear",
+    "Day",
+    "DayOfMonth",
+    "DayOfWeek",
+    "DayOfWeekIso",
+    "DayOfYear",
+    "Hour",
+    "Minute",
+    "Second",
+    "Date",
+    "Timestamp",
+    "TsOrDsToDate",
+    "TsOrDsAdd",
+    "TsOrDsDiff",
+    "StrToDate",
+    "StrToTime",
+    "TimeToStr",
+    "ToChar",
+    "LastDay",
+    "AddMonths",
+    "MonthsBetween",
+    "MakeInterval",
+    "DateFromParts",
     # window ranking
-    "RowNumber", "Rank", "DenseRank", "Ntile", "PercentRank", "CumeDist",
+    "RowNumber",
+    "Rank",
+    "DenseRank",
+    "Ntile",
+    "PercentRank",
+    "CumeDist",
     # grouping helpers
-    "Grouping", "GroupingId",
+    "Grouping",
+    "GroupingId",
 )
 
 #: names sqlglot leaves anonymous that are harmless in every supported engine
 ANONYMOUS_ALLOWED = frozenset({"age", "date_part", "datepart", "strftime", "to_date", "to_timestamp"})
 
 
-def check_functions(ast: exp.Expression, *, aggregate_only: bool = False) -> None:
+def check_functions(ast: exp.Expr, *, aggregate_only: bool = False) -> None:
     """Refuse any function not on the allow-list; with ``aggregate_only`` also row-value aggregates."""
     allowed = SUMMARY_AGGREGATES | SCALAR_FUNCTIONS
     if not aggregate_only:

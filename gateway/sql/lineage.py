@@ -36,20 +36,20 @@ class ColumnRef:
 Outputs = dict[str, Origin | None]
 
 
-def _unalias(node: exp.Expression) -> exp.Expression:
+def _unalias(node: exp.Expr) -> exp.Expr:
     return node.this if isinstance(node, exp.Alias) else node
 
 
-def _clause_of(node: exp.Expression, select: exp.Expression) -> str:
+def _clause_of(node: exp.Expr, select: exp.Expr) -> str:
     """The arg name of ``select`` under which ``node`` sits (``expressions``, ``where``, ...)."""
-    child: exp.Expression = node
+    child: exp.Expr = node
     parent = node.parent
     while parent is not None and parent is not select:
         child, parent = parent, parent.parent
-    return child.arg_key if parent is select else "expressions"
+    return (child.arg_key or "expressions") if parent is select else "expressions"
 
 
-def _inside(node: exp.Expression, kinds: tuple[type[exp.Expression], ...], stop: exp.Expression) -> bool:
+def _inside(node: exp.Expr, kinds: tuple[type[exp.Expr], ...], stop: exp.Expr) -> bool:
     parent = node.parent
     while parent is not None and parent is not stop:
         if isinstance(parent, kinds):
@@ -58,7 +58,7 @@ def _inside(node: exp.Expression, kinds: tuple[type[exp.Expression], ...], stop:
     return False
 
 
-def classify_use(column: exp.Column, select: exp.Expression) -> tuple[ColumnUse, bool]:
+def classify_use(column: exp.Column, select: exp.Expr) -> tuple[ColumnUse, bool]:
     """How ``column`` is used in ``select``, and whether it is a bare projection."""
     clause = _clause_of(column, select)
     in_aggregate = _inside(column, (exp.AggFunc,), select)
@@ -90,7 +90,7 @@ def _is_column_comparison(column: exp.Column) -> bool:
 class LineageAnalysis:
     """Origins of every scope's outputs and every column reference of a qualified query."""
 
-    def __init__(self, ast: exp.Expression, table_rules: dict[int, tuple[str, dict[str, ColumnRule]]]):
+    def __init__(self, ast: exp.Expr, table_rules: dict[int, tuple[str, dict[str, ColumnRule]]]):
         #: id(exp.Table) -> (dataset, column rules) for each catalog table node
         self._table_rules = table_rules
         self._outputs: dict[int, Outputs] = {}

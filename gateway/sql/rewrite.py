@@ -65,7 +65,7 @@ def _allowed_schema(decision: Decision, catalog: Catalog) -> dict[str, dict[str,
     return schema
 
 
-def _raise_denied_column(ast: exp.Expression, decision: Decision, purpose: str) -> None:
+def _raise_denied_column(ast: exp.Expr, decision: Decision, purpose: str) -> None:
     for column in ast.find_all(exp.Column):
         name = column.name.lower()
         for dataset, ds_decision in decision.datasets.items():
@@ -80,11 +80,17 @@ def _raise_denied_column(ast: exp.Expression, decision: Decision, purpose: str) 
                 )
 
 
-def _qualify(parsed: ParsedQuery, decision: Decision, catalog: Catalog, purpose: str) -> exp.Expression:
+def _qualify(parsed: ParsedQuery, decision: Decision, catalog: Catalog, purpose: str) -> exp.Expr:
     ast = parsed.ast.copy()
     try:
-        return qualify(ast, schema=_allowed_schema(decision, catalog), dialect=parsed.dialect,
-                       validate_qualify_columns=True, quote_identifiers=True, identify=True)
+        return qualify(
+            ast,
+            schema=dict(_allowed_schema(decision, catalog)),
+            dialect=parsed.dialect,
+            validate_qualify_columns=True,
+            quote_identifiers=True,
+            identify=True,
+        )
     except OptimizeError as exc:
         _raise_denied_column(parsed.ast, decision, purpose)
         message = str(exc).split("\n")[0]
@@ -93,21 +99,25 @@ def _qualify(parsed: ParsedQuery, decision: Decision, catalog: Catalog, purpose:
         ) from None
 
 
-def _refuse_whole_row_refs(ast: exp.Expression) -> None:
+def _refuse_whole_row_refs(ast: exp.Expr) -> None:
     """After qualification every real column carries its table; a bare name that is a relation's
     alias is a whole-row value (a struct of the raw row), which must never be released."""
     whole_row = getattr(exp, "TableColumn", None)
     if whole_row is not None:
         for node in ast.find_all(whole_row):
-            raise InvalidQuery(f"{node.name!r} refers to a whole row; name the columns you need instead",
-                               code="whole_row_reference")
-    relation_names = {a.name for a in ast.find_all(exp.TableAlias)} | {t.name for t in ast.find_all(exp.Table)}
+            raise InvalidQuery(
+                f"{node.name!r} refers to a whole row; name the columns you need instead",
+                code="whole_row_reference",
+            )
+    relation_names = {a.name for a in ast.find_all(exp.TableAlias)} | {
+        t.name for t in ast.find_all(exp.Table)
+    }
     for column in ast.find_all(exp.Column):
         if not column.table and column.name in relation_names:
-                raise InvalidQuery(
-                    f"{column.name!r} refers to a whole row; name the columns you need instead",
-                    code="whole_row_reference",
-                )
+            raise InvalidQuery(
+                f"{column.name!r} refers to a whole row; name the columns you need instead",
+                code="whole_row_reference",
+            )
     for star in ast.find_all(exp.Star):
         if not isinstance(star.parent, exp.Count):
             raise InvalidQuery(
@@ -141,35 +151,47 @@ def _check_uses(analysis: LineageAnalysis) -> None:
             )
 
 
-def _derived_table(table: exp.Table, dataset: str, decision: Decision, catalog: Catalog, *,
-                   dialect: str, keys: KeyRing, purpose: str) -> exp.Subquery:
+def _derived_table(
+    table: exp.Table,
+    dataset: str,
+    decision: Decision,
+    catalog: Catalog,
+    *,
+    dialect: str,
+    keys: KeyRing,
+    purpose: str,
+) -> exp.Subquery:
     meta = catalog.datasets[dataset]
     ds_decision = decision.datasets[dataset]
-    projections: list[exp.Expression] = []
+    projections: list[exp.Expr] = []
     for col, col_meta in meta.columns.items():
         rule = ds_decision.columns.get(col)
         if rule is None or rule.op == "deny":
             continue
         raw = exp.column(col, table=SOURCE_ALIAS, quoted=True)
-        masked = mask_expression(raw, rule, column_type=col_meta.type, dialect=dialect, keys=keys,
-                                 purpose=purpose)
+        masked = mask_expression(
+            raw, rule, column_type=col_meta.type, dialect=dialect, keys=keys, purpose=purpose
+        )
         projections.append(exp.alias_(masked, col, quoted=True))
-    source = exp.Table(this=exp.to_identifier(meta.table, quoted=True),
-                       alias=exp.TableAlias(this=exp.to_identifier(SOURCE_ALIAS, quoted=True)))
+    source = exp.Table(
+        this=exp.to_identifier(meta.table, quoted=True),
+        alias=exp.TableAlias(this=exp.to_identifier(SOURCE_ALIAS, quoted=True)),
+    )
     schema_name = catalog.connectors[meta.connector].schema_name
     if schema_name:
         source.set("db", exp.to_identifier(schema_name, quoted=True))
     inner = exp.select(*projections).from_(source)
     for row_filter in ds_decision.row_filters:
-        col = exp.column(row_filter.column, table=SOURCE_ALIAS, quoted=True)
-        values = [exp.Literal.string(v) if isinstance(v, str) else exp.Literal.number(v)
-                  for v in row_filter.values]
-        inner = inner.where(col.isin(*values) if values else exp.false(), copy=False)
+        filtered = exp.column(row_filter.column, table=SOURCE_ALIAS, quoted=True)
+        values = [
+            exp.Literal.string(v) if isinstance(v, str) else exp.Literal.number(v) for v in row_filter.values
+        ]
+        inner = inner.where(filtered.isin(*values) if values else exp.false(), copy=False)
     alias = table.alias_or_name
     return exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
 
 
-def _apply_limit(ast: exp.Expression, max_rows: int) -> exp.Expression:
+def _apply_limit(ast: exp.Expr, max_rows: int) -> exp.Expr:
     fetch = max_rows + 1
     if isinstance(ast, exp.Select):
         limit = ast.args.get("limit")
@@ -179,18 +201,20 @@ def _apply_limit(ast: exp.Expression, max_rows: int) -> exp.Expression:
         if limit is not None and not isinstance(current, exp.Literal):
             raise InvalidQuery("LIMIT must be a plain number", code="limit_not_literal")
         return ast.limit(fetch, copy=False)
-    wrapped = exp.select(exp.Star()).from_(exp.Subquery(this=ast, alias=exp.TableAlias(
-        this=exp.to_identifier("q", quoted=True))))
+    wrapped = exp.select(exp.Star()).from_(
+        exp.Subquery(this=ast, alias=exp.TableAlias(this=exp.to_identifier("q", quoted=True)))
+    )
     return wrapped.limit(fetch, copy=False)
 
 
-def _verify_sources(ast: exp.Expression, inserted: set[int]) -> None:
+def _verify_sources(ast: exp.Expr, inserted: set[int]) -> None:
     """Last line of defence: every base table the engine will read is one the rewriter inserted."""
     for scope in traverse_scope(ast):
         for source in scope.sources.values():
             if isinstance(source, exp.Table) and id(source) not in inserted:
-                raise InvalidQuery("the query reads a table the gateway cannot verify",
-                                   code="unknown_dataset")
+                raise InvalidQuery(
+                    "the query reads a table the gateway cannot verify", code="unknown_dataset"
+                )
 
 
 def _output_columns(outputs: dict[str, Origin | None]) -> tuple[OutputColumn, ...]:
@@ -201,14 +225,28 @@ def _output_columns(outputs: dict[str, Origin | None]) -> tuple[OutputColumn, ..
         if origin is None:
             columns.append(OutputColumn(name=name, masking="computed"))
         else:
-            columns.append(OutputColumn(name=name, masking=origin.rule.op, dataset=origin.dataset,
-                                        source_column=origin.column,
-                                        free_text=origin.rule.op == "free_text"))
+            columns.append(
+                OutputColumn(
+                    name=name,
+                    masking=origin.rule.op,
+                    dataset=origin.dataset,
+                    source_column=origin.column,
+                    free_text=origin.rule.op == "free_text",
+                )
+            )
     return tuple(columns)
 
 
-def rewrite(parsed: ParsedQuery, decision: Decision, catalog: Catalog, *, target_dialect: str,
-            keys: KeyRing, purpose: str, max_rows_cap: int) -> RewritePlan:
+def rewrite(
+    parsed: ParsedQuery,
+    decision: Decision,
+    catalog: Catalog,
+    *,
+    target_dialect: str,
+    keys: KeyRing,
+    purpose: str,
+    max_rows_cap: int,
+) -> RewritePlan:
     """Apply ``decision`` to ``parsed``; raise AccessDenied/InvalidQuery for anything unsafe."""
     aggregate_rules = {n: d.aggregate_only for n, d in decision.datasets.items() if d.aggregate_only}
     check_functions(parsed.ast, aggregate_only=bool(aggregate_rules))
@@ -226,7 +264,7 @@ def rewrite(parsed: ParsedQuery, decision: Decision, catalog: Catalog, *, target
     _check_uses(analysis)
 
     touched = sorted({f"{r.origin.dataset}.{r.origin.column}" for r in analysis.refs})
-    masks = {f"{r.origin.dataset}.{r.origin.column}": r.origin.rule.op for r in analysis.refs}
+    masks: dict[str, str] = {f"{r.origin.dataset}.{r.origin.column}": r.origin.rule.op for r in analysis.refs}
 
     min_cell = None
     min_cell_rule = None
@@ -239,8 +277,9 @@ def rewrite(parsed: ParsedQuery, decision: Decision, catalog: Catalog, *, target
 
     inserted: set[int] = set()
     for table, name in catalog_tables:
-        derived = _derived_table(table, name, decision, catalog, dialect=target_dialect, keys=keys,
-                                 purpose=purpose)
+        derived = _derived_table(
+            table, name, decision, catalog, dialect=target_dialect, keys=keys, purpose=purpose
+        )
         table.replace(derived)
         for base in derived.find_all(exp.Table):
             inserted.add(id(base))
@@ -252,11 +291,19 @@ def rewrite(parsed: ParsedQuery, decision: Decision, catalog: Catalog, *, target
     try:
         sql = ast.sql(dialect=target_dialect, unsupported_level=ErrorLevel.RAISE)
     except UnsupportedError as exc:
-        raise InvalidQuery(f"the query uses SQL that the {target_dialect} engine does not support: "
-                           f"{str(exc).splitlines()[0]}", code="unsupported_in_target_dialect") from None
-    domains = sorted({(purpose, str(rule.params.get("domain", "default")))
-                      for d in decision.datasets.values() for rule in d.columns.values()
-                      if rule.op == "pseudonymise"})
+        raise InvalidQuery(
+            f"the query uses SQL that the {target_dialect} engine does not support: "
+            f"{str(exc).splitlines()[0]}",
+            code="unsupported_in_target_dialect",
+        ) from None
+    domains = sorted(
+        {
+            (purpose, str(rule.params.get("domain", "default")))
+            for d in decision.datasets.values()
+            for rule in d.columns.values()
+            if rule.op == "pseudonymise"
+        }
+    )
     return RewritePlan(
         sql=sql,
         sql_for_audit=redact_keys(sql, keys, domains),

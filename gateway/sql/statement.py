@@ -25,7 +25,7 @@ INPUT_DIALECTS = ("postgres", "duckdb", "mysql", "trino")
 MAX_SQL_LENGTH = 100_000
 
 #: node types that make a statement something other than a plain read
-_FORBIDDEN_NODES: tuple[tuple[type[exp.Expression], str], ...] = tuple(
+_FORBIDDEN_NODES: tuple[tuple[type[exp.Expr], str], ...] = tuple(
     (node, label)
     for node, label in (
         (exp.Command, "a command sqlglot cannot analyse"),
@@ -93,7 +93,9 @@ def parse_query(sql: str, dialect: str = "postgres") -> ParsedQuery:
     except ParseError as exc:
         first = exc.errors[0] if exc.errors else {}
         where = _position(sql, first.get("line"), first.get("col"))
-        desc = _TOKEN_REPR.sub(lambda m: "'" + m.group(1) + "'", str(first.get("description", "syntax error")))
+        desc = _TOKEN_REPR.sub(
+            lambda m: "'" + m.group(1) + "'", str(first.get("description", "syntax error"))
+        )
         desc = desc.replace("'SENTINEL'", "the end of the query")
         raise InvalidQuery(
             f"syntax error{where}: {desc}; check the SQL near that position (dialect {dialect})",

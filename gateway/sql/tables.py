@@ -8,11 +8,11 @@ from gateway.catalog import Catalog
 from gateway.errors import InvalidQuery
 
 
-def cte_names(ast: exp.Expression) -> set[str]:
+def cte_names(ast: exp.Expr) -> set[str]:
     return {cte.alias_or_name.lower() for cte in ast.find_all(exp.CTE)}
 
 
-def referenced_datasets(ast: exp.Expression, catalog: Catalog) -> list[str]:
+def referenced_datasets(ast: exp.Expr, catalog: Catalog) -> list[str]:
     """Catalog datasets named in ``ast``; refuses anything that is not a plain catalog name.
 
     Refused: schema- or catalog-qualified names (``information_schema.tables``, ``main.einwohner``),

@@ -1,0 +1,225 @@
+"""Hot reload of the embedded policy: a new policy version goes live only if it compiles and its tests pass.
+
+``ReloadingPolicyEngine`` watches the policy directory (``*.rego``, ``data/*.yaml``) and the catalog
+file. A background thread (``start()``; or call ``check_now()`` yourself) compares file mtimes and
+sizes every ``poll_seconds``; when they change it hashes the contents, and for a real change it
+
+1. loads the new bundle (``load_bundle``),
+2. compiles it (a fresh ``EmbeddedPolicyEngine``) and evaluates the decision once for an empty
+   request (the decision must be defined),
+3. runs its Rego unit tests (``run_bundle_tests``, in a child process),
+
+and only if all of that succeeds swaps the active engine (one reference assignment, so every
+``decide`` sees either the old or the new version, never a mix). Otherwise the last good version
+keeps serving and ``last_error`` / ``last_attempt_version`` say what was tried and why it was refused
+(for ``/healthz``, see ``status()``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gateway.catalog import Catalog, load_catalog
+from gateway.errors import PolicyUnavailable
+from gateway.policy.decision import Decision, PolicyInput
+from gateway.policy.embedded import EmbeddedPolicyEngine
+from gateway.policy.engine import PolicyBundle, load_bundle
+from gateway.policy.testing import run_bundle_tests
+
+_PROBE = PolicyInput(identity={}, action={"operation": "SelectFromColumns", "purpose": ""},
+                     resource={"datasets": []}, context={"time": "1970-01-01T00:00:00Z"})
+
+
+@dataclass(frozen=True)
+class _Active:
+    engine: EmbeddedPolicyEngine
+    catalog: Catalog
+    content_digest: str
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ReloadingPolicyEngine:
+    """A ``PolicyEngine`` that follows the files on disk, refusing versions that fail compile or tests."""
+
+    def __init__(self, policy_dir: Path, catalog_path: Path, *, poll_seconds: float = 2,
+                 run_tests: bool = True) -> None:
+        self._policy_dir = policy_dir
+        self._catalog_path = catalog_path
+        self._poll_seconds = poll_seconds
+        self._run_tests = run_tests
+        self._check_lock = threading.Lock()  # one reload attempt at a time
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_error: str | None = None
+        self._last_attempt_version: str | None = None
+        self._last_attempt_at: str | None = None
+        self._last_reload_at: str | None = None
+        self._fingerprint = self._stat_fingerprint()
+        digest = self._content_digest()
+        # the first version must pass the same gate; without it there is nothing to serve (fail closed)
+        self._active: _Active = self._build(digest)
+        self._last_attempt_version = self._active.engine.version
+        self._last_reload_at = self._last_attempt_at = _now()
+
+    # -- PolicyEngine ---------------------------------------------------------------------------
+
+    @property
+    def version(self) -> str:
+        return self._active.engine.version
+
+    def decide(self, policy_input: PolicyInput) -> Decision:
+        return self._active.engine.decide(policy_input)
+
+    # -- state for /healthz and callers -----------------------------------------------------------
+
+    @property
+    def catalog(self) -> Catalog:
+        """The catalog of the active policy version."""
+        return self._active.catalog
+
+    @property
+    def bundle(self) -> PolicyBundle:
+        return self._active.engine.bundle
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the most recent reload attempt was refused; ``None`` once a later attempt succeeded."""
+        return self._last_error
+
+    @property
+    def last_attempt_version(self) -> str | None:
+        """Version (or file digest, if it did not even load) of the most recent reload attempt."""
+        return self._last_attempt_version
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "last_reload_at": self._last_reload_at,
+            "last_attempt_version": self._last_attempt_version,
+            "last_attempt_at": self._last_attempt_at,
+            "last_error": self._last_error,
+            "polling": self._thread is not None and self._thread.is_alive(),
+            "poll_seconds": self._poll_seconds,
+        }
+
+    # -- polling ----------------------------------------------------------------------------------
+
+    def start(self) -> ReloadingPolicyEngine:
+        """Start the background poller (a daemon thread). Idempotent."""
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="policy-reload", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=max(5.0, self._poll_seconds * 2))
+            self._thread = None
+
+    def __enter__(self) -> ReloadingPolicyEngine:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._poll_seconds):
+            try:
+                self.check_now()
+            except Exception as exc:  # never let the poller die
+                self._last_error = f"the policy reload check failed: {exc}"
+
+    def check_now(self, *, force: bool = False) -> bool:
+        """One poll. Returns True when a new version went live."""
+        with self._check_lock:
+            fingerprint = self._stat_fingerprint()
+            if fingerprint == self._fingerprint and not force:
+                return False
+            self._fingerprint = fingerprint
+            digest = self._content_digest()
+            if digest == self._active.content_digest:
+                return False  # touched, not changed
+            self._last_attempt_at = _now()
+            try:
+                candidate = self._build(digest)
+            except PolicyUnavailable as exc:
+                self._last_error = exc.detail
+                return False
+            self._active = candidate  # the atomic swap
+            self._last_error = None
+            self._last_reload_at = self._last_attempt_at
+            return True
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _files(self) -> list[Path]:
+        files = sorted(self._policy_dir.rglob("*.rego"))
+        files.extend(sorted((self._policy_dir / "data").glob("*.yaml")))
+        files.append(self._catalog_path)
+        return files
+
+    def _stat_fingerprint(self) -> tuple[tuple[str, int, int], ...]:
+        out: list[tuple[str, int, int]] = []
+        for path in self._files():
+            try:
+                st = path.stat()
+            except OSError:
+                out.append((str(path), -1, -1))
+                continue
+            out.append((str(path), st.st_mtime_ns, st.st_size))
+        return tuple(out)
+
+    def _content_digest(self) -> str:
+        digest = hashlib.sha256()
+        for path in self._files():
+            digest.update(str(path).encode() + b"\0")
+            try:
+                digest.update(path.read_bytes())
+            except OSError:
+                digest.update(b"<missing>")
+            digest.update(b"\0")
+        return "files:sha256:" + digest.hexdigest()[:16]
+
+    def _build(self, content_digest: str) -> _Active:
+        """Load, compile, probe and test one candidate; raise PolicyUnavailable if it may not go live."""
+        self._last_attempt_version = content_digest
+        try:
+            catalog = load_catalog(self._catalog_path)
+        except Exception as exc:
+            raise PolicyUnavailable(f"the catalog {self._catalog_path} cannot be loaded: {exc}",
+                                    code="policy_invalid") from exc
+        try:
+            bundle = load_bundle(self._policy_dir, catalog)
+        except PolicyUnavailable:
+            raise
+        except Exception as exc:  # YAML errors and the like
+            raise PolicyUnavailable(f"the policy in {self._policy_dir} cannot be loaded: {exc}",
+                                    code="policy_invalid") from exc
+        self._last_attempt_version = bundle.version
+        engine = EmbeddedPolicyEngine(bundle)  # raises PolicyUnavailable(policy_compile_error)
+        try:
+            engine.decide(_PROBE)
+        except PolicyUnavailable as exc:
+            raise PolicyUnavailable(f"policy {bundle.version} compiles but gives no valid decision: {exc.detail}",
+                                    code="policy_invalid") from exc
+        if self._run_tests:
+            results = run_bundle_tests(bundle)
+            failed = [r for r in results if not r.passed]
+            if failed:
+                shown = "; ".join(f"{r.package}.{r.name}: {r.error}" for r in failed[:5])
+                more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
+                raise PolicyUnavailable(
+                    f"policy {bundle.version}: {len(failed)} of {len(results)} Rego tests failed: {shown}{more}",
+                    code="policy_tests_failed",
+                )
+        return _Active(engine=engine, catalog=catalog, content_digest=content_digest)

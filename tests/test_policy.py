@@ -1,0 +1,670 @@
+"""Tests of the policy layer: reference outcomes, embedded-vs-OPA conformance, Rego unit tests, lint, reload.
+
+The OPA backend is exercised against tests/opa_compat_server.py, a stand-in that speaks OPA's REST
+data API but evaluates with regopy (no OPA binary can be installed here). Set GATEWAY_TEST_OPA_URL
+(e.g. http://127.0.0.1:8181, the docker-compose ``opa`` service) to run the conformance table against
+a real OPA as well.
+"""
+
+from __future__ import annotations
+
+import http.server
+import io
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gateway.catalog import Catalog, load_catalog
+from gateway.demo.oidc_provider import DEMO_USERS
+from gateway.errors import PolicyUnavailable
+from gateway.identity.principal import Principal
+from gateway.policy.decision import Decision, PolicyInput
+from gateway.policy.embedded import EmbeddedPolicyEngine
+from gateway.policy.engine import PolicyBundle, load_bundle
+from gateway.policy.inputs import build_input
+from gateway.policy.lint import Finding, check_policy, policy_check_main
+from gateway.policy.opa import OpaPolicyEngine, push_bundle
+from gateway.policy.reload import ReloadingPolicyEngine
+from gateway.policy.testing import policy_test_main, run_rego_tests
+from tests.opa_compat_server import run_compat_server
+
+ROOT = Path(__file__).resolve().parents[1]
+POLICY_DIR = ROOT / "policies"
+CATALOG_PATH = POLICY_DIR / "catalog.yaml"
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+DATASETS = ("stadtteile", "einwohner", "sozialleistungen", "anliegen")
+PURPOSES = ("statistik", "stadtplanung", "sozialplanung", "buergerservice", "datenschutzkontrolle", "revision")
+
+PURPOSE_NOT_HELD = "purpose_binding.purpose_not_held"
+NOT_PERMITTED = "purpose_binding.purpose_not_permitted"
+UNKNOWN = "catalog.unknown_dataset"
+OVERSIGHT = "separation_of_duties.oversight_no_personal_data"
+CLEARANCE = "abac.clearance_too_low"
+NO_GRANT = "abac.no_grant"
+
+
+# ---------------------------------------------------------------------------------------------
+# fixtures
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return load_catalog(CATALOG_PATH)
+
+
+@pytest.fixture(scope="module")
+def bundle(catalog: Catalog) -> PolicyBundle:
+    return load_bundle(POLICY_DIR, catalog)
+
+
+@pytest.fixture(scope="module")
+def embedded(bundle: PolicyBundle) -> EmbeddedPolicyEngine:
+    return EmbeddedPolicyEngine(bundle)
+
+
+def _edge_bundle(bundle: PolicyBundle) -> PolicyBundle:
+    """The reference bundle with a validity end on anna's grant, for the expiry cases."""
+    data = yaml.safe_load(yaml.safe_dump(bundle.data))  # deep copy
+    for grant in data["grants"]:
+        if grant["id"] == "einwohner.statistik":
+            grant["valid_until"] = "2025-01-01T00:00:00Z"
+    return PolicyBundle(modules=bundle.modules, data=data, version=bundle.version + "+edge",
+                        test_modules=bundle.test_modules)
+
+
+@pytest.fixture(scope="module")
+def opa_urls() -> Iterator[tuple[str, str]]:
+    """(reference, edge) OPA URLs: the compat stand-in, or GATEWAY_TEST_OPA_URL for one real OPA."""
+    real = os.environ.get("GATEWAY_TEST_OPA_URL")
+    if real:
+        yield real, real
+        return
+    with run_compat_server() as ref_url, run_compat_server() as edge_url:
+        yield ref_url, edge_url
+
+
+@pytest.fixture(scope="module")
+def engines(bundle: PolicyBundle, opa_urls: tuple[str, str]) -> dict[str, tuple[Any, Any]]:
+    """name -> (embedded, opa) for the reference and the edge bundle."""
+    edge = _edge_bundle(bundle)
+    ref_url, edge_url = opa_urls
+    push_bundle(ref_url, bundle)
+    pairs: dict[str, tuple[Any, Any]] = {
+        "reference": (EmbeddedPolicyEngine(bundle), OpaPolicyEngine(ref_url, version=bundle.version)),
+    }
+    if edge_url != ref_url:
+        push_bundle(edge_url, edge)
+        pairs["edge"] = (EmbeddedPolicyEngine(edge), OpaPolicyEngine(edge_url, version=edge.version))
+    return pairs
+
+
+def principal(user: str, **changes: Any) -> Principal:
+    claims = {**DEMO_USERS[user], **changes}
+    return Principal(
+        subject=str(claims["sub"]), username=str(claims["preferred_username"]),
+        office=claims.get("office"), roles=tuple(claims.get("roles", ())),
+        purposes=tuple(claims.get("purposes", ())), districts=tuple(claims.get("districts", ())),
+        clearance=claims.get("clearance"),
+    )
+
+
+def request(user: str, purpose: str, datasets: list[str], *, now: datetime = NOW, **changes: Any) -> PolicyInput:
+    return build_input(principal(user, **changes), purpose, datasets, now=now, client_address="127.0.0.1")
+
+
+def denial_rules(decision: Decision) -> set[str]:
+    return {d.rule for d in decision.denials}
+
+
+# ---------------------------------------------------------------------------------------------
+# The reference scenario: expected outcomes
+# ---------------------------------------------------------------------------------------------
+
+ANNA_MASKS = {
+    "id": ("pseudonymise", "einwohner.pseudonymise_person_key"),
+    "vorname": ("pseudonymise", "einwohner.pseudonymise_names"),
+    "nachname": ("pseudonymise", "einwohner.pseudonymise_names"),
+    "geburtsdatum": ("generalise", "einwohner.generalise_birth_date"),
+    "geschlecht": ("plain", "einwohner.statistik"),
+    "strasse": ("redact", "einwohner.redact_contact"),
+    "hausnummer": ("redact", "einwohner.redact_contact"),
+    "plz": ("plain", "einwohner.statistik"),
+    "stadtteil": ("plain", "einwohner.statistik"),
+    "staatsangehoerigkeit": ("plain", "einwohner.statistik"),
+    "steuer_id": ("deny", "einwohner.deny_tax_id"),
+    "telefon": ("redact", "einwohner.redact_contact"),
+    "email": ("redact", "einwohner.redact_contact"),
+    "zuzug_am": ("plain", "einwohner.statistik"),
+}
+
+
+def test_anna_statistik_einwohner_masks_as_in_grants(embedded: EmbeddedPolicyEngine) -> None:
+    d = embedded.decide(request("anna", "statistik", ["einwohner"]))
+    assert d.allow and not d.denials
+    ds = d.datasets["einwohner"]
+    assert ds.rules == ("einwohner.statistik",)
+    assert {c: (r.op, r.rule) for c, r in ds.columns.items()} == ANNA_MASKS
+    assert ds.columns["steuer_id"].permitted_uses() == ()
+    assert ds.columns["geburtsdatum"].params == {"to": "year"}
+    assert ds.columns["id"].params == {"domain": "person"}
+    assert ds.row_filters == () and ds.aggregate_only is None and ds.max_rows == 100_000
+    assert d.policy_version == embedded.version
+
+
+def test_anna_columns_match_grants_yaml(embedded: EmbeddedPolicyEngine, bundle: PolicyBundle) -> None:
+    grant = next(g for g in bundle.data["grants"] if g["id"] == "einwohner.statistik")
+    ds = embedded.decide(request("anna", "statistik", ["einwohner"])).datasets["einwohner"]
+    for col, spec in grant["columns"].items():
+        assert ds.columns[col].op == spec["op"]
+        assert ds.columns[col].rule == spec["rule"]
+        assert ds.columns[col].params == spec.get("params", {})
+
+
+def test_sven_only_own_districts(embedded: EmbeddedPolicyEngine) -> None:
+    d = embedded.decide(request("sven", "sozialplanung", ["sozialleistungen"]))
+    assert d.allow
+    ds = d.datasets["sozialleistungen"]
+    assert [(f.column, f.op, f.values, f.rule) for f in ds.row_filters] == [
+        ("stadtteil", "in", ("Biebrich", "Dotzheim"), "sozialleistungen.own_districts_only")
+    ]
+    assert ds.columns["iban"].op == "deny" and ds.columns["bemerkung"].op == "free_text"
+    assert ds.columns["einwohner_id"].op == "pseudonymise"
+
+
+def test_paula_aggregate_only(embedded: EmbeddedPolicyEngine) -> None:
+    d = embedded.decide(request("paula", "stadtplanung", ["einwohner"]))
+    assert d.allow
+    ds = d.datasets["einwohner"]
+    assert ds.aggregate_only is not None
+    assert (ds.aggregate_only.min_cell, ds.aggregate_only.rule) == (3, "einwohner.aggregate_only_min_cell")
+    assert ds.max_rows is None
+    assert ds.columns["steuer_id"].op == "deny"
+
+
+@pytest.mark.parametrize("user", sorted(DEMO_USERS))
+def test_everyone_reads_public_stadtteile(embedded: EmbeddedPolicyEngine, user: str) -> None:
+    own_purpose = str(list(DEMO_USERS[user]["purposes"])[0])  # type: ignore[call-overload]
+    d = embedded.decide(request(user, own_purpose, ["stadtteile"]))
+    assert d.allow
+    ds = d.datasets["stadtteile"]
+    assert ds.rules == ("open_data.public_dataset",)
+    assert {r.op for r in ds.columns.values()} == {"plain"}
+
+
+#: the demo users with their own purpose on each non-public dataset -> the denial rules
+DENIED_OWN_PURPOSE: dict[tuple[str, str], set[str]] = {
+    ("anna", "sozialleistungen"): {NOT_PERMITTED, CLEARANCE, NO_GRANT},
+    ("anna", "anliegen"): {NOT_PERMITTED, NO_GRANT},
+    ("sven", "einwohner"): {NOT_PERMITTED, NO_GRANT},
+    ("sven", "anliegen"): {NOT_PERMITTED, NO_GRANT},
+    ("paula", "sozialleistungen"): {NOT_PERMITTED, CLEARANCE, NO_GRANT},
+    ("paula", "anliegen"): {NOT_PERMITTED, NO_GRANT},
+    ("dora", "einwohner"): {NOT_PERMITTED, OVERSIGHT, CLEARANCE, NO_GRANT},
+    ("dora", "sozialleistungen"): {NOT_PERMITTED, OVERSIGHT, CLEARANCE, NO_GRANT},
+    ("dora", "anliegen"): {NOT_PERMITTED, OVERSIGHT, NO_GRANT},
+    ("aaron", "einwohner"): {NOT_PERMITTED, OVERSIGHT, CLEARANCE, NO_GRANT},
+    ("aaron", "sozialleistungen"): {NOT_PERMITTED, OVERSIGHT, CLEARANCE, NO_GRANT},
+    ("aaron", "anliegen"): {NOT_PERMITTED, OVERSIGHT, NO_GRANT},
+}
+ALLOWED_OWN_PURPOSE = {("anna", "einwohner"), ("sven", "sozialleistungen"), ("paula", "einwohner")}
+
+
+@pytest.mark.parametrize(("user", "dataset"), sorted(DENIED_OWN_PURPOSE))
+def test_everything_else_denied_with_named_rule(embedded: EmbeddedPolicyEngine, user: str, dataset: str) -> None:
+    purpose = str(list(DEMO_USERS[user]["purposes"])[0])  # type: ignore[call-overload]
+    d = embedded.decide(request(user, purpose, [dataset]))
+    assert not d.allow
+    assert denial_rules(d) == DENIED_OWN_PURPOSE[(user, dataset)]
+    assert dataset not in d.datasets
+    for denial in d.denials:
+        assert denial.message and (denial.dataset in (dataset, None))
+
+
+def test_own_purpose_table_is_complete() -> None:
+    cases = {(u, ds) for u in DEMO_USERS for ds in DATASETS if ds != "stadtteile"}
+    assert cases == set(DENIED_OWN_PURPOSE) | ALLOWED_OWN_PURPOSE
+
+
+@pytest.mark.parametrize("user", sorted(DEMO_USERS))
+@pytest.mark.parametrize("dataset", [ds for ds in DATASETS if ds != "stadtteile"])
+def test_purpose_not_held_always_denied(embedded: EmbeddedPolicyEngine, user: str, dataset: str) -> None:
+    held = set(DEMO_USERS[user]["purposes"])  # type: ignore[call-overload]
+    for purpose in PURPOSES:
+        if purpose in held:
+            continue
+        d = embedded.decide(request(user, purpose, [dataset]))
+        assert not d.allow
+        assert PURPOSE_NOT_HELD in denial_rules(d)
+
+
+def test_unknown_dataset_denied(embedded: EmbeddedPolicyEngine) -> None:
+    d = embedded.decide(request("anna", "statistik", ["einwohner", "geheimakten"]))
+    assert not d.allow
+    assert [(x.rule, x.dataset) for x in d.denials] == [(UNKNOWN, "geheimakten")]
+
+
+def test_one_denied_dataset_refuses_the_whole_request(embedded: EmbeddedPolicyEngine) -> None:
+    d = embedded.decide(request("anna", "statistik", ["einwohner", "sozialleistungen"]))
+    assert not d.allow
+    assert d.datasets["einwohner"].allow  # the treatment is computed, but the request is refused
+
+
+def test_empty_districts_give_a_filter_matching_nothing(embedded: EmbeddedPolicyEngine) -> None:
+    d = embedded.decide(request("sven", "sozialplanung", ["sozialleistungen"], districts=[]))
+    assert d.allow
+    (flt,) = d.datasets["sozialleistungen"].row_filters
+    assert flt.values == () and flt.rule == "sozialleistungen.own_districts_only"
+
+
+def test_expired_grant_denied_via_context_time(bundle: PolicyBundle) -> None:
+    engine = EmbeddedPolicyEngine(_edge_bundle(bundle))
+    before = engine.decide(request("anna", "statistik", ["einwohner"], now=datetime(2024, 12, 1, tzinfo=UTC)))
+    after = engine.decide(request("anna", "statistik", ["einwohner"], now=NOW))
+    assert before.allow
+    assert not after.allow and denial_rules(after) == {NO_GRANT}
+
+
+# ---------------------------------------------------------------------------------------------
+# Conformance: embedded (regopy in-process) == OPA REST backend
+# ---------------------------------------------------------------------------------------------
+
+
+def _conformance_cases() -> list[tuple[str, str, PolicyInput]]:
+    cases: list[tuple[str, str, PolicyInput]] = []
+    for user in sorted(DEMO_USERS):
+        for purpose in PURPOSES:
+            for ds in DATASETS:
+                cases.append((f"{user}-{purpose}-{ds}", "reference", request(user, purpose, [ds])))
+            cases.append((f"{user}-{purpose}-all", "reference", request(user, purpose, list(DATASETS))))
+    edge = [
+        ("unknown-dataset", request("anna", "statistik", ["einwohner", "geheimakten"])),
+        ("only-unknown", request("anna", "statistik", ["geheimakten"])),
+        ("purpose-not-held", request("anna", "sozialplanung", ["einwohner"])),
+        ("dpo-personal", request("dora", "datenschutzkontrolle", ["einwohner", "anliegen"])),
+        ("auditor-personal", request("aaron", "revision", ["sozialleistungen"])),
+        ("dpo-with-grant-role", request("anna", "statistik", ["einwohner"], roles=["analyst", "dpo"])),
+        ("empty-districts", request("sven", "sozialplanung", ["sozialleistungen"], districts=[])),
+        ("no-clearance", request("anna", "statistik", ["einwohner"], clearance=None)),
+        ("no-office", request("anna", "statistik", ["einwohner"], office=None)),
+        ("empty-request", request("anna", "statistik", [])),
+        ("public-and-private", request("sven", "sozialplanung", ["stadtteile", "sozialleistungen"])),
+    ]
+    cases.extend((name, "reference", pi) for name, pi in edge)
+    for when in (datetime(2024, 12, 1, tzinfo=UTC), NOW):
+        cases.append((f"expiry-{when:%Y-%m-%d}", "edge", request("anna", "statistik", ["einwohner"], now=when)))
+    return cases
+
+
+CONFORMANCE = _conformance_cases()
+
+
+def test_conformance_embedded_equals_opa(engines: dict[str, tuple[Any, Any]]) -> None:
+    """Every case through both backends gives the identical Decision (model equality, all fields)."""
+    mismatches: list[str] = []
+    checked = 0
+    for name, which, pi in CONFORMANCE:
+        if which not in engines:
+            continue  # GATEWAY_TEST_OPA_URL: one real OPA holds only the reference bundle
+        embedded_engine, opa_engine = engines[which]
+        a, b = embedded_engine.decide(pi), opa_engine.decide(pi)
+        checked += 1
+        if a != b:
+            mismatches.append(f"{name}:\n  embedded={a.model_dump()}\n  opa     ={b.model_dump()}")
+    assert not mismatches, "\n".join(mismatches[:5])
+    assert checked >= len(DEMO_USERS) * len(PURPOSES) * (len(DATASETS) + 1)
+
+
+def test_conformance_covers_allow_and_deny(engines: dict[str, tuple[Any, Any]]) -> None:
+    _, opa_engine = engines["reference"]
+    outcomes = {opa_engine.decide(pi).allow for _, which, pi in CONFORMANCE[:40] if which == "reference"}
+    assert outcomes == {True, False}
+
+
+# ---------------------------------------------------------------------------------------------
+# OpaPolicyEngine fails closed
+# ---------------------------------------------------------------------------------------------
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    behaviour: str = "500"
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        mode = self.server.behaviour  # type: ignore[attr-defined]
+        if mode == "slow":
+            time.sleep(1.5)
+        status, body = {
+            "500": (500, b'{"code": "internal_error", "message": "boom"}'),
+            "404": (404, b'{"code": "resource_not_found"}'),
+            "notjson": (200, b"<html>proxy error</html>"),
+            "undefined": (200, b"{}"),
+            "garbage": (200, b'{"result": {"allow": "yes please"}}'),
+            "notdict": (200, b'{"result": true}'),
+            "slow": (200, b"{}"),
+        }[mode]
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            pass
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture()
+def fake_opa() -> Iterator[Any]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("mode", "code"),
+    [("500", "policy_eval_error"), ("404", "policy_eval_error"), ("notjson", "policy_eval_error"),
+     ("undefined", "policy_no_decision"), ("garbage", "policy_bad_decision"), ("notdict", "policy_no_decision"),
+     ("slow", "policy_timeout")],
+)
+def test_opa_engine_fails_closed(fake_opa: Any, mode: str, code: str) -> None:
+    fake_opa.behaviour = mode
+    engine = OpaPolicyEngine(f"http://127.0.0.1:{fake_opa.server_address[1]}", version="v", timeout_s=0.3, retries=0)
+    with pytest.raises(PolicyUnavailable) as info:
+        engine.decide(request("anna", "statistik", ["einwohner"]))
+    assert info.value.code == code
+    assert info.value.status == 503
+
+
+def test_opa_engine_unreachable() -> None:
+    with run_compat_server() as url:
+        pass  # the port is free again now
+    engine = OpaPolicyEngine(url, version="v", timeout_s=0.5, retries=0)
+    with pytest.raises(PolicyUnavailable) as info:
+        engine.decide(request("anna", "statistik", ["einwohner"]))
+    assert info.value.code == "policy_unreachable"
+    assert engine.healthy() is False
+
+
+def test_opa_engine_without_policy_is_undefined() -> None:
+    with run_compat_server() as url:
+        engine = OpaPolicyEngine(url, version="v")
+        assert engine.healthy()
+        with pytest.raises(PolicyUnavailable) as info:
+            engine.decide(request("anna", "statistik", ["einwohner"]))
+        assert info.value.code == "policy_no_decision"
+
+
+def test_push_bundle_refuses_broken_module(bundle: PolicyBundle) -> None:
+    broken = PolicyBundle(modules={"gateway.rego": "package gateway.authz\nx := {\n"}, data=bundle.data,
+                          version="broken")
+    with run_compat_server() as url, pytest.raises(PolicyUnavailable) as info:
+        push_bundle(url, broken)
+    assert info.value.code == "policy_push_failed"
+
+
+def test_opa_url_validation() -> None:
+    with pytest.raises(ValueError):
+        OpaPolicyEngine("opa:8181", version="v")
+    with pytest.raises(ValueError):
+        OpaPolicyEngine("http://opa:8181/v1", version="v")
+
+
+# ---------------------------------------------------------------------------------------------
+# Rego unit tests (policies/gateway_test.rego) via gateway.policy.testing
+# ---------------------------------------------------------------------------------------------
+
+
+def _copy_policies(tmp_path: Path) -> Path:
+    target = tmp_path / "policies"
+    shutil.copytree(POLICY_DIR, target)
+    return target
+
+
+def test_rego_unit_tests_pass(catalog: Catalog) -> None:
+    results = run_rego_tests(POLICY_DIR, catalog)
+    assert len(results) >= 25
+    failed = [f"{r.name}: {r.error}" for r in results if not r.passed]
+    assert not failed, failed
+    names = {r.name for r in results}
+    for expected in ("test_purpose_not_held", "test_unknown_dataset", "test_dpo_never_reads_personal_data",
+                     "test_clearance_too_low", "test_no_grant_expired", "test_row_filter_own_districts",
+                     "test_unlisted_columns_are_denied", "test_public_dataset_all_plain"):
+        assert expected in names
+
+
+def test_rego_unit_tests_catch_a_policy_regression(tmp_path: Path, catalog: Catalog) -> None:
+    pdir = _copy_policies(tmp_path)
+    grants = pdir / "data" / "grants.yaml"
+    grants.write_text(grants.read_text(encoding="utf-8").replace(
+        "steuer_id: {op: deny, rule: einwohner.deny_tax_id}", "steuer_id: {op: plain, rule: einwohner.oops}", 1
+    ), encoding="utf-8")
+    results = {r.name: r for r in run_rego_tests(pdir, catalog)}
+    assert not results["test_anna_masks_from_grant"].passed
+    assert results["test_purpose_not_held"].passed
+
+
+def test_rego_engine_crash_fails_one_test_only(tmp_path: Path, catalog: Catalog) -> None:
+    pdir = _copy_policies(tmp_path)
+    (pdir / "crash_test.rego").write_text(
+        "package crash_test\n\nimport rego.v1\n\nimport data.gateway.authz\n\n"
+        "test_whole_input_with if {\n\tauthz.decision with input as {\"resource\": {\"datasets\": [\"x\"]}}\n}\n\n"
+        "test_fine if {\n\ttrue\n}\n",
+        encoding="utf-8",
+    )
+    results = {r.name: r for r in run_rego_tests(pdir, catalog)}
+    crashed = results["test_whole_input_with"]
+    assert not crashed.passed and crashed.error is not None
+    assert results["test_fine"].passed
+    assert results["test_purpose_not_held"].passed
+
+
+def test_policy_test_main_report(tmp_path: Path) -> None:
+    out = io.StringIO()
+    assert policy_test_main(POLICY_DIR, CATALOG_PATH, out=out) == 0
+    text = out.getvalue()
+    assert "PASS  gateway.authz_test.test_purpose_not_held" in text and " 0 failed" in text
+    pdir = _copy_policies(tmp_path)
+    (pdir / "gateway_test.rego").write_text(
+        (pdir / "gateway_test.rego").read_text(encoding="utf-8") + "\ntest_always_fails if {\n\tfalse\n}\n",
+        encoding="utf-8",
+    )
+    out = io.StringIO()
+    assert policy_test_main(pdir, CATALOG_PATH, out=out) == 1
+    assert "FAIL  gateway.authz_test.test_always_fails" in out.getvalue()
+    assert policy_test_main(tmp_path / "missing", CATALOG_PATH, out=io.StringIO()) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# gateway policy check
+# ---------------------------------------------------------------------------------------------
+
+
+def test_reference_policy_has_no_lint_errors(catalog: Catalog) -> None:
+    findings = check_policy(POLICY_DIR, catalog)
+    assert [f for f in findings if f.severity == "error"] == []
+    # plain personal data out of the streng_vertraulich dataset is flagged for the DPO to confirm
+    assert {f.where for f in findings if f.severity == "warning"} == {
+        "grant sozialleistungen.sozialplanung column leistungsart",
+        "grant sozialleistungen.sozialplanung column betrag_monat",
+        "grant sozialleistungen.sozialplanung column stadtteil",
+    }
+    assert policy_check_main(POLICY_DIR, CATALOG_PATH, out=io.StringIO()) == 0
+
+
+def _write_grants(pdir: Path, grants: list[dict[str, Any]]) -> None:
+    (pdir / "data" / "grants.yaml").write_text(yaml.safe_dump({"grants": grants}, allow_unicode=True),
+                                               encoding="utf-8")
+
+
+def _has(findings: list[Finding], severity: str, where: str, fragment: str) -> bool:
+    return any(f.severity == severity and f.where == where and fragment in f.message for f in findings)
+
+
+def test_lint_finds_bad_grants(tmp_path: Path, catalog: Catalog) -> None:
+    pdir = _copy_policies(tmp_path)
+    _write_grants(pdir, [
+        {"id": "g.unknown_ds", "dataset": "geheim", "purpose": "statistik", "columns": {}},
+        {"id": "g.cols", "dataset": "einwohner", "purpose": "statistik",
+         "columns": {"gehalt": {"op": "plain", "rule": "r"}, "vorname": {"op": "shuffle", "rule": "r"},
+                     "plz": {"op": "free_text", "rule": "r"}, "nachname": {"op": "redact"}}},
+        {"id": "g.purpose", "dataset": "anliegen", "purpose": "statistik",
+         "columns": {"text": {"op": "free_text", "rule": "r"}}},
+        {"id": "g.sv", "dataset": "sozialleistungen", "purpose": "sozialplanung",
+         "columns": {"iban": {"op": "plain", "rule": "r"}},
+         "row_filters": [{"column": "stadtteil", "rule": "r"}, {"column": "bezirk", "claim": "districts", "rule": "r"}],
+         "aggregate_only": {"min_cell": 0, "rule": "r"}},
+        {"id": "g.sv", "dataset": "stadtteile", "purpose": "statistik", "columns": {}},
+    ])
+    findings = check_policy(pdir, catalog)
+    assert _has(findings, "error", "grant g.unknown_ds", "not in the catalog")
+    assert _has(findings, "error", "grant g.cols column gehalt", "not a column")
+    assert _has(findings, "error", "grant g.cols column vorname", "unknown operator 'shuffle'")
+    assert _has(findings, "warning", "grant g.cols column plz", "free_text")
+    assert _has(findings, "error", "grant g.cols column nachname", "names no rule")
+    assert _has(findings, "error", "grant g.purpose", "purpose 'statistik' is not permitted")
+    assert _has(findings, "warning", "grant g.sv column iban", "streng_vertraulich")
+    assert _has(findings, "error", "grant g.sv row_filters[0]", "names no claim")
+    assert _has(findings, "error", "grant g.sv row_filters[1]", "'bezirk'")
+    assert _has(findings, "error", "grant g.sv aggregate_only", "min_cell")
+    assert _has(findings, "error", "grant g.sv", "ids must be unique")
+    assert policy_check_main(pdir, CATALOG_PATH, out=io.StringIO()) == 1
+
+
+def test_lint_finds_catalog_and_compile_problems(tmp_path: Path, catalog: Catalog) -> None:
+    ds = catalog.datasets["anliegen"].model_copy(update={"owner": "", "purposes": ()})
+    bad_catalog = catalog.model_copy(update={"datasets": {**catalog.datasets, "anliegen": ds}})
+    pdir = _copy_policies(tmp_path)
+    (pdir / "gateway.rego").write_text("package gateway.authz\n\ndecision := {\n", encoding="utf-8")
+    findings = check_policy(pdir, bad_catalog)
+    assert _has(findings, "error", "catalog: dataset anliegen", "no owner")
+    assert _has(findings, "error", "catalog: dataset anliegen", "permits no purpose")
+    assert _has(findings, "error", "rego", "does not compile")
+
+
+# ---------------------------------------------------------------------------------------------
+# Hot reload
+# ---------------------------------------------------------------------------------------------
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def test_reload_keeps_last_good_version_and_swaps_on_valid_change(tmp_path: Path) -> None:
+    pdir = _copy_policies(tmp_path)
+    engine = ReloadingPolicyEngine(pdir, pdir / "catalog.yaml", poll_seconds=0.1)
+    v0 = engine.version
+    assert engine.last_error is None and engine.last_attempt_version == v0
+    assert engine.check_now() is False  # nothing changed
+
+    good_rego = (pdir / "gateway.rego").read_text(encoding="utf-8")
+    (pdir / "gateway.rego").write_text(good_rego + "\nbroken := {\n", encoding="utf-8")
+    assert engine.check_now() is False
+    assert engine.version == v0
+    assert engine.last_error is not None and "compile" in engine.last_error
+    assert engine.last_attempt_version is not None and engine.last_attempt_version != v0
+    assert engine.decide(request("anna", "statistik", ["einwohner"])).allow  # old version still serves
+
+    (pdir / "gateway.rego").write_text(good_rego, encoding="utf-8")
+    _edit(pdir / "data" / "grants.yaml", "max_rows: 100000", "max_rows: 5000")
+    assert engine.check_now() is True
+    assert engine.version != v0 and engine.last_error is None
+    assert engine.last_attempt_version == engine.version
+    d = engine.decide(request("anna", "statistik", ["einwohner"]))
+    assert d.datasets["einwohner"].max_rows == 5000 and d.policy_version == engine.version
+    status = engine.status()
+    assert status["version"] == engine.version and status["last_error"] is None
+
+
+def test_reload_refuses_a_version_whose_tests_fail(tmp_path: Path) -> None:
+    pdir = _copy_policies(tmp_path)
+    engine = ReloadingPolicyEngine(pdir, pdir / "catalog.yaml")
+    v0 = engine.version
+    _edit(pdir / "data" / "grants.yaml", "steuer_id: {op: deny, rule: einwohner.deny_tax_id}",
+          "steuer_id: {op: plain, rule: einwohner.deny_tax_id}")
+    assert engine.check_now() is False
+    assert engine.version == v0
+    assert engine.last_error is not None and "test_anna_masks_from_grant" in engine.last_error
+    d = engine.decide(request("anna", "statistik", ["einwohner"]))
+    assert d.datasets["einwohner"].columns["steuer_id"].op == "deny"
+
+
+def test_reload_refuses_a_broken_catalog(tmp_path: Path) -> None:
+    pdir = _copy_policies(tmp_path)
+    engine = ReloadingPolicyEngine(pdir, pdir / "catalog.yaml", run_tests=False)
+    v0 = engine.version
+    _edit(pdir / "catalog.yaml", "classification: vertraulich", "classification: geheim")
+    assert engine.check_now() is False
+    assert engine.version == v0 and engine.last_error is not None and "catalog" in engine.last_error
+
+
+def test_reload_background_thread(tmp_path: Path) -> None:
+    pdir = _copy_policies(tmp_path)
+    with ReloadingPolicyEngine(pdir, pdir / "catalog.yaml", poll_seconds=0.1, run_tests=False) as engine:
+        v0 = engine.version
+        assert engine.status()["polling"]
+        _edit(pdir / "data" / "grants.yaml", "min_cell: 3", "min_cell: 5")
+        deadline = time.monotonic() + 20
+        while engine.version == v0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert engine.version != v0
+        d = engine.decide(request("paula", "stadtplanung", ["einwohner"]))
+        assert d.datasets["einwohner"].aggregate_only is not None
+        assert d.datasets["einwohner"].aggregate_only.min_cell == 5
+    assert not engine.status()["polling"]
+
+
+def test_reload_concurrent_decisions_see_a_whole_version(tmp_path: Path) -> None:
+    pdir = _copy_policies(tmp_path)
+    engine = ReloadingPolicyEngine(pdir, pdir / "catalog.yaml", run_tests=False)
+    seen: set[tuple[str, int | None]] = set()
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def worker() -> None:
+        while not stop.is_set():
+            try:
+                d = engine.decide(request("anna", "statistik", ["einwohner"]))
+                seen.add((d.policy_version, d.datasets["einwohner"].max_rows))
+            except BaseException as exc:
+                errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for rows in (1000, 2000):
+            _edit(pdir / "data" / "grants.yaml", "max_rows: 100000" if rows == 1000 else "max_rows: 1000",
+                  f"max_rows: {rows}")
+            assert engine.check_now() is True
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors
+    by_version: dict[str, set[int | None]] = {}
+    for version, rows_seen in seen:
+        by_version.setdefault(version, set()).add(rows_seen)
+    assert all(len(v) == 1 for v in by_version.values())  # a version never mixes old and new grants
