@@ -456,10 +456,14 @@ def test_rewrite_is_valid_trino_sql(user: str, sql: str, catalog: Catalog, polic
     assert parsed.sql(dialect="trino") == plan.sql
 
 
-@pytest.mark.xfail(strict=True, reason="masks.py has no trino branch: Trino's sha256() takes varbinary, the "
-                                       "mask must be lower(to_hex(sha256(to_utf8(x)))); see docs/connectors.md")
 def test_trino_pseudonym_uses_varbinary_sha256(catalog: Catalog, policy: EmbeddedPolicyEngine) -> None:
+    """Trino's sha256() takes and returns varbinary, and to_hex() is upper case."""
     plan = _plan("anna", "SELECT id FROM einwohner", "trino", catalog, policy)
     lowered = plan.sql.lower()
     assert "sha256(to_utf8(" in lowered
     assert "lower(to_hex(sha256(" in lowered
+    parsed = sqlglot.parse_one(plan.sql, read="trino")
+    for node in parsed.find_all(exp.Anonymous):
+        if node.name.lower() == "sha256":
+            argument = node.expressions[0]
+            assert isinstance(argument, exp.Anonymous) and argument.name.lower() == "to_utf8"

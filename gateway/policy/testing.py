@@ -126,40 +126,68 @@ def _run_in_process(modules: dict[str, str], data: dict[str, Any], tests: list[T
     return results
 
 
-def _run_isolated(modules: dict[str, str], data: dict[str, Any], tests: list[TestId]) -> list[RegoTestResult]:
-    results: list[RegoTestResult] = []
-    remaining = list(tests)
+def _child(modules: dict[str, str], data: dict[str, Any],
+           tests: list[TestId]) -> tuple[list[RegoTestResult], str | None]:
+    """Run ``tests`` in a child process. Returns the results it delivered and, if it died, why."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
-    while remaining:
-        payload = json.dumps({"modules": modules, "data": data, "tests": remaining}, ensure_ascii=False)
-        try:
-            proc = subprocess.run(  # noqa: S603 - our own interpreter and module, no shell
-                [sys.executable, "-m", "gateway.policy.testing", "--worker"],
-                input=payload, capture_output=True, text=True, encoding="utf-8",
-                timeout=WORKER_TIMEOUT_S, env=env, check=False,
-            )
-            stdout, returncode = proc.stdout, proc.returncode
-        except subprocess.TimeoutExpired as exc:
-            out = exc.stdout
-            stdout = out.decode("utf-8", "replace") if isinstance(out, bytes) else (out or "")
-            returncode = None
-        done = 0
-        for line in stdout.splitlines():
-            if line.startswith("{"):
-                results.append(RegoTestResult(**json.loads(line)))
-                done += 1
-        remaining = remaining[done:]
-        if not remaining:
-            break
-        module, package, rule = remaining.pop(0)
-        if returncode is None:
-            why = f"the Rego engine did not finish within {WORKER_TIMEOUT_S:.0f} s"
-        elif returncode < 0:
-            why = f"the Rego engine crashed (signal {-returncode}) evaluating this test"
+    payload = json.dumps({"modules": modules, "data": data, "tests": tests}, ensure_ascii=False)
+    try:
+        proc = subprocess.run(  # noqa: S603 - our own interpreter and module, no shell
+            [sys.executable, "-m", "gateway.policy.testing", "--worker"],
+            input=payload, capture_output=True, text=True, encoding="utf-8",
+            timeout=WORKER_TIMEOUT_S, env=env, check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout
+        stdout = out.decode("utf-8", "replace") if isinstance(out, bytes) else (out or "")
+        why: str | None = f"the Rego engine did not finish within {WORKER_TIMEOUT_S:.0f} s"
+    else:
+        stdout = proc.stdout
+        if proc.returncode == 0:
+            why = None
+        elif proc.returncode < 0:
+            detail = proc.stderr.strip().splitlines()[-1:] if proc.stderr.strip() else []
+            why = f"the Rego engine crashed (signal {-proc.returncode})" + (f": {detail[0]}" if detail else "")
         else:
-            why = f"the test runner failed (exit code {returncode}): {proc.stderr.strip()[-300:]}"
-        results.append(RegoTestResult(rule, package, False, why, module))
+            why = f"the test runner failed (exit code {proc.returncode}): {proc.stderr.strip()[-300:]}"
+    results = [RegoTestResult(**json.loads(line)) for line in stdout.splitlines() if line.startswith("{")]
+    if why is None and len(results) < len(tests):
+        why = "the test runner stopped early"
+    return results, why
+
+
+def _run_isolated(modules: dict[str, str], data: dict[str, Any], tests: list[TestId]) -> list[RegoTestResult]:
+    """All tests in one child; after a crash, the rest in fresh children.
+
+    A crash before the first result means compiling failed: then each test module is retried on its
+    own (with the policy modules), so one bad test module cannot fail the others.
+    """
+    policy = {n: t for n, t in modules.items() if not n.endswith("_test.rego")}
+    results: list[RegoTestResult] = []
+    pending: list[tuple[dict[str, str], list[TestId], bool]] = [(modules, list(tests), True)]
+    while pending:
+        mods, remaining, may_split = pending.pop(0)
+        while remaining:
+            got, why = _child(mods, data, remaining)
+            results.extend(got)
+            remaining = remaining[len(got):]
+            if not remaining or why is None:
+                break
+            if not got and may_split:
+                by_module: dict[str, list[TestId]] = {}
+                for test in remaining:
+                    by_module.setdefault(test[0], []).append(test)
+                if len(by_module) > 1:
+                    pending.extend(({**policy, m: modules[m]}, ts, False) for m, ts in by_module.items())
+                    break
+            if not got:  # cannot even compile this set: every test of it fails with the reason
+                results.extend(RegoTestResult(r, p, False, f"{why} while compiling {m}", m) for m, p, r in remaining)
+                break
+            module, package, rule = remaining.pop(0)
+            results.append(RegoTestResult(rule, package, False, f"{why} evaluating this test", module))
+    order = {test: i for i, test in enumerate(tests)}
+    results.sort(key=lambda r: order.get((r.module, r.package, r.name), len(order)))
     return results
 
 
