@@ -48,7 +48,7 @@ class DuckDBConnector:
         timer = threading.Timer(timeout_s, cursor.interrupt)
         timer.start()
         try:
-            reader: pa.RecordBatchReader = cursor.execute(sql).to_arrow_reader(_BATCH_ROWS)
+            reader: pa.RecordBatchReader = cursor.sql(sql).to_arrow_reader(_BATCH_ROWS)
             batches: list[pa.RecordBatch] = []
             rows = 0
             for batch in reader:

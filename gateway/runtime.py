@@ -11,7 +11,7 @@ from pathlib import Path
 from connectors.base import Connector
 from connectors.duckdb import DuckDBConnector
 from gateway.audit import AuditKeys, load_or_create_keys, open_store
-from gateway.catalog import Catalog, load_catalog
+from gateway.catalog import Catalog, ConnectorConfig, load_catalog
 from gateway.config import Settings
 from gateway.identity.verifier import TokenVerifier
 from gateway.pipeline import Gateway, Scanner
@@ -57,9 +57,32 @@ def build_connectors(settings: Settings, catalog: Catalog) -> dict[str, Connecto
             if not database.is_absolute():
                 database = settings.data_dir / database
             connectors[name] = DuckDBConnector(database)
+        elif config.kind == "postgres":
+            from connectors.postgres import PostgresConnector
+
+            connectors[name] = PostgresConnector(_dsn(name, config), schema=config.schema_name)
+        elif config.kind == "mysql":
+            from connectors.mysql import MySQLConnector
+
+            connectors[name] = MySQLConnector(_dsn(name, config))
         else:
-            raise ValueError(f"connector {name!r}: kind {config.kind!r} is not supported yet")
+            raise ValueError(f"connector {name!r}: kind {config.kind!r} is not supported")
     return connectors
+
+
+def _dsn(name: str, config: ConnectorConfig) -> str:
+    """The connector's DSN from exactly one of ``dsn_env`` or ``dsn_file`` (never from the catalog)."""
+    if bool(config.dsn_env) == bool(config.dsn_file):
+        raise ValueError(f"connector {name!r}: set exactly one of dsn_env or dsn_file")
+    if config.dsn_env:
+        value = os.environ.get(config.dsn_env)
+        if not value:
+            raise ValueError(f"connector {name!r}: environment variable {config.dsn_env} is not set")
+        return value
+    path = Path(str(config.dsn_file))
+    if not path.exists():
+        raise ValueError(f"connector {name!r}: DSN file {path} does not exist")
+    return path.read_text(encoding="utf-8").strip()
 
 
 def default_scanner(language: str) -> Scanner:

@@ -133,7 +133,7 @@ def _child(modules: dict[str, str], data: dict[str, Any],
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
     payload = json.dumps({"modules": modules, "data": data, "tests": tests}, ensure_ascii=False)
     try:
-        proc = subprocess.run(  # noqa: S603 - our own interpreter and module, no shell
+        proc = subprocess.run(  # our own interpreter and module, no shell
             [sys.executable, "-m", "gateway.policy.testing", "--worker"],
             input=payload, capture_output=True, text=True, encoding="utf-8",
             timeout=WORKER_TIMEOUT_S, env=env, check=False,

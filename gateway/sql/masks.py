@@ -56,7 +56,31 @@ def _as_text(column: exp.Expr) -> exp.Expr:
     return exp.Cast(this=column, to=exp.DataType.build("VARCHAR"))
 
 
-def pseudonymise(column: exp.Expr, key: str, dialect: str) -> exp.Expr:
+def _canonical_text(column: exp.Expr, column_type: str, dialect: str) -> exp.Expr:
+    """The value as text, spelled the same on every engine (the input of the pseudonym hash).
+
+    CAST(... AS VARCHAR) agrees for integers, strings, dates and decimals, but not for timestamps
+    (MariaDB prints DATETIME(6) with six fractional digits, DuckDB and PostgreSQL trim them) and not
+    for floating point (DuckDB '3.0', PostgreSQL/MariaDB '3'; '1e+20' vs '1e20').
+    """
+    base = column_type.split("(")[0].strip().upper()
+    if base in ("TIMESTAMP", "DATETIME"):
+        formats = {
+            "postgres": ("to_char", "YYYY-MM-DD HH24:MI:SS.US"),
+            "mysql": ("DATE_FORMAT", "%Y-%m-%d %H:%i:%s.%f"),
+            "trino": ("date_format", "%Y-%m-%d %H:%i:%s.%f"),
+        }
+        func, fmt = formats.get(dialect, ("strftime", "%Y-%m-%d %H:%M:%S.%f"))
+        return exp.Anonymous(this=func, expressions=[column, exp.Literal.string(fmt)])
+    if base in ("DOUBLE", "FLOAT", "REAL"):
+        raise InvalidQuery(
+            "floating-point columns cannot be pseudonymised consistently across engines; generalise them",
+            code="policy_mask_unknown",
+        )
+    return _as_text(column)
+
+
+def pseudonymise(column: exp.Expr, key: str, dialect: str, column_type: str = "VARCHAR") -> exp.Expr:
     """``'p_' || left(sha256(key || '|' || value), 16)``: keyed, stable, NULL stays NULL.
 
     A secret-prefix SHA-256 is open to length extension only when the whole digest is known; the
@@ -64,7 +88,7 @@ def pseudonymise(column: exp.Expr, key: str, dialect: str) -> exp.Expr:
     (not HMAC's two) keeps masked scans close to unmasked ones; the same text on every engine.
     """
     key_lit = exp.Literal.string(key + "|")
-    outer = _sha256_hex(_concat(key_lit, _as_text(column)), dialect)
+    outer = _sha256_hex(_concat(key_lit, _canonical_text(column, column_type, dialect)), dialect)
     short = exp.Substring(
         this=outer, start=exp.Literal.number(1), length=exp.Literal.number(PSEUDONYM_HEX_CHARS)
     )
@@ -83,9 +107,14 @@ def redact(column_type: str) -> exp.Expr:
 def generalise(column: exp.Expr, params: dict[str, object], column_type: str) -> exp.Expr:
     to = str(params.get("to", "year"))
     if to == "year":
-        return exp.Extract(this=exp.var("YEAR"), expression=column)
+        # EXTRACT is BIGINT in DuckDB, NUMERIC in PostgreSQL, INT in MariaDB; INTEGER is reported alike
+        # by all three (MariaDB reports CAST(... AS SIGNED) of a year as INT, so BIGINT would not be)
+        return exp.Cast(this=exp.Extract(this=exp.var("YEAR"), expression=column), to=exp.DataType.build("INTEGER"))
     if to == "month":
-        return exp.DateTrunc(unit=exp.Literal.string("MONTH"), this=column)  # type: ignore[no-untyped-call]
+        # DATE_TRUNC gives TIMESTAMP (DuckDB), TIMESTAMPTZ (PostgreSQL, for a DATE), DATE (MariaDB)
+        target = "DATE" if column_type.split("(")[0].strip().upper() == "DATE" else "TIMESTAMP"
+        truncated = exp.DateTrunc(unit=exp.Literal.string("MONTH"), this=column)  # type: ignore[no-untyped-call]
+        return exp.Cast(this=truncated, to=exp.DataType.build(target))
     if to == "prefix":
         length = int(str(params.get("length", 2)))
         return exp.Substring(
@@ -114,7 +143,7 @@ def mask_expression(
         return column
     if rule.op == "pseudonymise":
         domain = str(rule.params.get("domain", "default"))
-        return pseudonymise(column, keys.pseudonym_key(purpose, domain), dialect)
+        return pseudonymise(column, keys.pseudonym_key(purpose, domain), dialect, column_type)
     if rule.op == "redact":
         return redact(column_type)
     if rule.op == "generalise":
