@@ -67,14 +67,30 @@ class QueryOutcome:
     decision: Decision
 
 
+#: which denial to name first when several apply: the one the analyst can act on most directly
+_DENIAL_ORDER = (
+    "catalog.unknown_dataset",
+    "purpose_binding.purpose_not_held",
+    "separation_of_duties.oversight_no_personal_data",
+    "purpose_binding.purpose_not_permitted",
+    "abac.clearance_too_low",
+    "abac.no_grant",
+)
+
+
+def _priority(rule: str) -> int:
+    return _DENIAL_ORDER.index(rule) if rule in _DENIAL_ORDER else len(_DENIAL_ORDER)
+
+
 def _first_denial(decision: Decision) -> AccessDenied:
-    denial = decision.denials[0] if decision.denials else None
+    ordered = sorted(decision.denials, key=lambda d: _priority(d.rule))
+    denial = ordered[0] if ordered else None
     if denial is None:
         return AccessDenied(
             "the policy did not allow this request", code="access_denied", rule="default.deny"
         )
-    others = [d.rule for d in decision.denials[1:]]
-    extra: dict[str, Any] = {"rules": [d.rule for d in decision.denials]}
+    others = [d.rule for d in ordered[1:]]
+    extra: dict[str, Any] = {"rules": [d.rule for d in ordered]}
     detail = f"{denial.message} (rule {denial.rule})"
     if others:
         detail += f"; also refused by: {', '.join(others)}"

@@ -17,7 +17,7 @@ ColumnUse = Literal["select", "filter", "group", "join", "order", "aggregate"]
 #: what each mask permits by default, when the policy does not say (see docs/dpo.md, "column uses")
 DEFAULT_USES: dict[str, tuple[ColumnUse, ...]] = {
     "plain": ("select", "filter", "group", "join", "order", "aggregate"),
-    "pseudonymise": ("select", "group", "join", "aggregate"),
+    "pseudonymise": ("select", "group", "join", "order", "aggregate"),
     "generalise": ("select", "filter", "group", "order", "aggregate"),
     "redact": ("select",),
     "partial": ("select",),

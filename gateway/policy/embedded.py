@@ -19,7 +19,8 @@ def _compile(bundle: PolicyBundle) -> Interpreter:
     try:
         for name, text in bundle.modules.items():
             interpreter.add_module(name, text)
-        interpreter.add_data_json(json.dumps(bundle.data))
+        # regopy does not decode \uXXXX escapes: send UTF-8 so "Amt für" in data equals "Amt für" in Rego
+        interpreter.add_data_json(json.dumps(bundle.data, ensure_ascii=False))
     except Exception as exc:  # regopy raises RegoError and friends
         raise PolicyUnavailable(f"the policy does not compile: {exc}", code="policy_compile_error") from exc
     return interpreter
@@ -28,7 +29,7 @@ def _compile(bundle: PolicyBundle) -> Interpreter:
 def evaluate(interpreter: Interpreter, query: str, policy_input: dict[str, Any] | None) -> Any:
     """Run one query; return the first expression's value (or None when undefined)."""
     if policy_input is not None:
-        interpreter.set_input_term(json.dumps(policy_input))
+        interpreter.set_input_term(json.dumps(policy_input, ensure_ascii=False))
     output = interpreter.query(query)
     text = str(output)
     if text.startswith("error") or not text.startswith("{"):

@@ -72,6 +72,9 @@ def parse_decision(raw: Any, version: str) -> Decision:
     """Validate the engine's raw answer; anything malformed fails closed."""
     if not isinstance(raw, dict):
         raise PolicyUnavailable("the policy returned no decision document", code="policy_no_decision")
+    denials = raw.get("denials")
+    if isinstance(denials, list):  # OPA and regopy order sets differently: sort for a stable answer
+        raw = {**raw, "denials": sorted(denials, key=lambda d: json.dumps(d, sort_keys=True))}
     try:
         return Decision.model_validate({**raw, "policy_version": version})
     except ValidationError as exc:

@@ -64,6 +64,7 @@ ROW_VALUE_AGGREGATES = _classes(
 SCALAR_FUNCTIONS = _classes(
     # logic and conditionals
     "And",
+    "Exists",
     "Or",
     "Xor",
     "Case",

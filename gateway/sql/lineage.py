@@ -62,9 +62,13 @@ def classify_use(column: exp.Column, select: exp.Expr) -> tuple[ColumnUse, bool]
     """How ``column`` is used in ``select``, and whether it is a bare projection."""
     clause = _clause_of(column, select)
     in_aggregate = _inside(column, (exp.AggFunc,), select)
+    # a comparison anywhere (CASE WHEN nachname = 'Müller', count(*) FILTER (WHERE ...)) tests the value
+    compared = _inside(column, (exp.Predicate, exp.Like, exp.ILike, exp.In, exp.Between), select)
     if clause == "expressions":
         parent = column.parent
         bare = parent is select or (isinstance(parent, exp.Alias) and parent.parent is select)
+        if compared:
+            return "filter", False
         if _inside(column, (exp.Window,), select) and not in_aggregate:
             return "order", False
         return ("aggregate" if in_aggregate else "select"), bare
@@ -132,18 +136,26 @@ class LineageAnalysis:
             return
         if not isinstance(expression, exp.Select):
             return
-        for column in scope.columns:
-            origin = self._origin_of(scope, column)
-            if origin is None:
-                continue
-            use, bare = classify_use(column, expression)
-            self.refs.append(ColumnRef(column, origin, use, bare))
         outputs: Outputs = {}
         for projection in expression.expressions:
             inner = _unalias(projection)
             outputs[projection.alias_or_name] = (
                 self._origin_of(scope, inner) if isinstance(inner, exp.Column) else None
             )
+        for column in expression.find_all(exp.Column):
+            if column.table or column.find_ancestor(exp.Select) is not expression:
+                continue
+            # ORDER BY / GROUP BY / HAVING on a projection alias: the use applies to what the alias holds
+            alias_origin = outputs.get(column.name)
+            if alias_origin is not None:
+                use, _ = classify_use(column, expression)
+                self.refs.append(ColumnRef(column, alias_origin, use, False))
+        for column in scope.columns:
+            origin = self._origin_of(scope, column)
+            if origin is None:
+                continue
+            use, bare = classify_use(column, expression)
+            self.refs.append(ColumnRef(column, origin, use, bare))
         self._outputs[id(expression)] = outputs
 
 

@@ -19,6 +19,7 @@ from gateway.errors import InvalidQuery
 
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
+_MISSING_PART = re.compile(r"Required keyword: '\w+' missing for <class '[\w.]*\.(\w+)'>")
 _TOKEN_REPR = re.compile(r"<Token token_type: [^,]+, text: ([^,]*),[^>]*>")
 
 INPUT_DIALECTS = ("postgres", "duckdb", "mysql", "trino")
@@ -97,6 +98,7 @@ def parse_query(sql: str, dialect: str = "postgres") -> ParsedQuery:
             lambda m: "'" + m.group(1) + "'", str(first.get("description", "syntax error"))
         )
         desc = desc.replace("'SENTINEL'", "the end of the query")
+        desc = _MISSING_PART.sub(lambda m: f"the {m.group(1).upper()} clause is incomplete", desc)
         raise InvalidQuery(
             f"syntax error{where}: {desc}; check the SQL near that position (dialect {dialect})",
             code="syntax_error",
@@ -121,7 +123,9 @@ def parse_query(sql: str, dialect: str = "postgres") -> ParsedQuery:
                     extra={"construct": label},
                 )
     if not isinstance(root, exp.Query):
+        first_word = sql.strip().split(None, 1)[0][:20]
         raise InvalidQuery(
-            f"only SELECT queries are allowed, not {root.key.upper()}", code="statement_not_allowed"
+            f"only SELECT queries are allowed; this statement starts with {first_word!r}",
+            code="statement_not_allowed",
         )
     return ParsedQuery(ast=root, dialect=dialect, sql=sql)
