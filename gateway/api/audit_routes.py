@@ -24,9 +24,10 @@ import hashlib
 import hmac
 import io
 import logging
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -142,7 +143,7 @@ def reason_digest(reason: str, keys: AuditKeys) -> str:
 # --- request bodies and answers ---------------------------------------------------------------------
 
 class DecryptBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     reason: str = Field(
         min_length=3,
@@ -160,7 +161,7 @@ class OriginalSql(BaseModel):
 
 
 class SubjectAccessBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     dataset: str = Field(min_length=1, max_length=200)
     person_key: str = Field(min_length=1, max_length=500,
@@ -285,8 +286,6 @@ def _is_dpo(caller: Principal) -> bool:
 def _request_id(request: Request) -> str:
     value = getattr(request.state, "request_id", None)
     if not value:
-        import uuid
-
         value = uuid.uuid4().hex
         request.state.request_id = value
     return str(value)
@@ -383,19 +382,21 @@ def audit_router(runtime: Runtime, principal_dependency: Callable[..., Principal
         batch_size = min(limit or EXPORT_BATCH, EXPORT_BATCH)
         first = store_query(scope, batch_size, offset)  # store failures become a problem, not a cut stream
         complete = len(first) < batch_size or (limit is not None and limit <= batch_size)
+        known = sum(1 for r in first if r.seq <= head_seq)
+        rows = min(known, limit) if limit is not None else known
         audit(caller, request, event="audit_read", decision="allow", rule=rule, parameters=parameters,
-              datasets=datasets, rows=len([r for r in first if r.seq <= head_seq]) if complete else None)
-        records = iter_matching(store_query, scope, offset=offset, limit=limit, head_seq=head_seq,
-                                batch_size=batch_size, first=first)
-        stamp = format_time(datetime.now().astimezone())[:19].replace(":", "")
+              datasets=datasets, rows=rows if complete else None)
+        stream = iter_matching(store_query, scope, offset=offset, limit=limit, head_seq=head_seq,
+                               batch_size=batch_size, first=first)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         if fmt == "csv":
             return StreamingResponse(
-                _csv_stream(records), media_type="text/csv; charset=utf-8",
+                _csv_stream(stream), media_type="text/csv; charset=utf-8",
                 headers={"Content-Disposition": f'attachment; filename="audit-{stamp}.csv"',
                          "Cache-Control": "no-store"},
             )
         return StreamingResponse(
-            _jsonl_stream(records), media_type="application/x-ndjson",
+            _jsonl_stream(stream), media_type="application/x-ndjson",
             headers={"Content-Disposition": f'attachment; filename="audit-{stamp}.jsonl"',
                      "Cache-Control": "no-store"},
         )
@@ -597,10 +598,8 @@ def _csv_stream(records: Iterable[StoredRecord]) -> Iterator[bytes]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
-    count = 0
-    for record in records:
+    for count, record in enumerate(records, start=1):
         writer.writerow(csv_row(record_view(record)))
-        count += 1
         if count % 200 == 0:
             yield buffer.getvalue().encode("utf-8")
             buffer.seek(0)

@@ -103,12 +103,12 @@ class SubjectAccessReport(BaseModel):
     time_from: datetime | None = None
     time_to: datetime | None = None
     requests: list[SubjectAccessMatch] = Field(default_factory=list)
-    records_scanned: int = Field(0, description="allowed queries on the dataset in the time range")
-    excluded_by_person_keys: int = Field(0, description="records whose recorded person keys omit the person")
-    excluded_by_replay: int = Field(0, description="records a replay showed not to contain the person")
-    confirmed: int = Field(0, description="requests known to have returned the person")
-    unconfirmed: int = Field(0, description="requests that read the dataset; not narrowed further")
-    narrowed: bool = Field(False, description="whether any record could be narrowed by keys or replay")
+    records_scanned: int = Field(default=0, description="allowed queries on the dataset in the time range")
+    excluded_by_person_keys: int = Field(default=0, description="records whose recorded person keys omit the person")
+    excluded_by_replay: int = Field(default=0, description="records a replay showed not to contain the person")
+    confirmed: int = Field(default=0, description="requests known to have returned the person")
+    unconfirmed: int = Field(default=0, description="requests that read the dataset; not narrowed further")
+    narrowed: bool = Field(default=False, description="whether any record could be narrowed by keys or replay")
     limits: str = LIMITS
 
 

@@ -15,9 +15,9 @@ from sqlglot.errors import ErrorLevel, OptimizeError, UnsupportedError
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import traverse_scope
 
-from gateway.catalog import Catalog
+from gateway.catalog import Catalog, Column
 from gateway.errors import AccessDenied, InvalidQuery
-from gateway.policy.decision import ColumnRule, Decision
+from gateway.policy.decision import ColumnRule, Decision, RowFilter
 from gateway.sql.aggregate import PERSONS_COLUMN, enforce_aggregate_only
 from gateway.sql.functions import check_functions
 from gateway.sql.lineage import LineageAnalysis, Origin
@@ -182,13 +182,34 @@ def _derived_table(
         source.set("db", exp.to_identifier(schema_name, quoted=True))
     inner = exp.select(*projections).from_(source)
     for row_filter in ds_decision.row_filters:
-        filtered = exp.column(row_filter.column, table=SOURCE_ALIAS, quoted=True)
-        values = [
-            exp.Literal.string(v) if isinstance(v, str) else exp.Literal.number(v) for v in row_filter.values
-        ]
-        inner = inner.where(filtered.isin(*values) if values else exp.false(), copy=False)
+        inner = inner.where(_filter_condition(row_filter, meta.columns), copy=False)
     alias = table.alias_or_name
     return exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
+
+
+def _filter_condition(row_filter: RowFilter, columns: dict[str, Column]) -> exp.Expr:
+    """A row filter as a condition on the raw table (inside the derived table, never the analyst's WHERE).
+
+    ``in``/``eq``: the column is one of the values (no values: no rows). ``not_before_days``: retention,
+    the date column is no older than ``values[0]`` days (rows past their deletion period are invisible;
+    a NULL date counts as expired).
+    """
+    if row_filter.column not in columns:
+        raise AccessDenied(f"the policy filters on unknown column {row_filter.column!r}", code="policy_invalid",
+                           rule=row_filter.rule)
+    target = exp.column(row_filter.column, table=SOURCE_ALIAS, quoted=True)
+    values = [exp.Literal.string(v) if isinstance(v, str) else exp.Literal.number(v) for v in row_filter.values]
+    if row_filter.op in ("in", "eq"):
+        return target.isin(*values) if values else exp.false()
+    if row_filter.op == "not_before_days":
+        if len(row_filter.values) != 1 or not isinstance(row_filter.values[0], int | float):
+            raise AccessDenied("a retention filter needs exactly one number of days", code="policy_invalid",
+                               rule=row_filter.rule)
+        days = int(row_filter.values[0])
+        cutoff = exp.DateSub(this=exp.CurrentDate(), expression=exp.Literal.number(days), unit=exp.var("DAY"))
+        return exp.GTE(this=exp.Cast(this=target, to=exp.DataType.build("DATE")), expression=cutoff)
+    raise AccessDenied(f"unknown row filter operator {row_filter.op!r} in the policy", code="policy_invalid",
+                       rule=row_filter.rule)
 
 
 def _apply_limit(ast: exp.Expr, max_rows: int) -> exp.Expr:
