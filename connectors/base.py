@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import pyarrow as pa
@@ -32,6 +33,35 @@ class ConnectorTimeout(ConnectorError):
 class QueryResult:
     table: pa.Table
     truncated: bool
+
+
+@dataclass
+class StreamResult:
+    """Batches as they come from the database; at most ``max_rows`` rows in all.
+
+    ``truncated`` is known only once the iterator is exhausted. Iterating maps database errors to
+    the ConnectorError classes above; ``close()`` releases the session early.
+    """
+
+    schema: pa.Schema
+    batches: Iterator[pa.RecordBatch]
+    state: dict[str, bool] = field(default_factory=lambda: {"truncated": False})
+    closer: Callable[[], None] | None = None
+
+    @property
+    def truncated(self) -> bool:
+        return self.state["truncated"]
+
+    def close(self) -> None:
+        if self.closer is not None:
+            self.closer()
+
+
+def stream_from_result(result: QueryResult, batch_rows: int = 65_536) -> StreamResult:
+    """A StreamResult over a fully fetched result (for connectors that do not stream natively)."""
+    state = {"truncated": result.truncated}
+    return StreamResult(schema=result.table.schema,
+                        batches=iter(result.table.to_batches(max_chunksize=batch_rows)), state=state)
 
 
 class Connector(Protocol):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
-from connectors.base import ConnectorTimeout, ConnectorUnavailable, QueryRejected, QueryResult
+from connectors.base import ConnectorTimeout, ConnectorUnavailable, QueryRejected, QueryResult, StreamResult
 
 #: settings fixed at connection time and locked, so no query can change them
 _LOCKED_CONFIG = {
@@ -71,6 +72,53 @@ class DuckDBConnector:
             timer.cancel()
         truncated = table.num_rows > max_rows
         return QueryResult(table=table.slice(0, max_rows) if truncated else table, truncated=truncated)
+
+    def stream(self, sql: str, *, max_rows: int, timeout_s: float) -> StreamResult:
+        """Stream record batches; the first batch is fetched here so that errors surface before any
+        data is handed on. A fresh cursor per stream: the consumer may iterate from another thread."""
+        cursor = self._conn.cursor()
+        timer = threading.Timer(timeout_s, cursor.interrupt)
+        timer.start()
+
+        def fail(exc: duckdb.Error) -> Exception:
+            if isinstance(exc, duckdb.InterruptException) or not timer.is_alive():
+                return ConnectorTimeout(f"the query ran longer than {timeout_s:g} s", internal_detail=str(exc))
+            return QueryRejected("the database rejected the query", internal_detail=str(exc))
+
+        def finish() -> None:
+            timer.cancel()
+            cursor.close()
+
+        try:
+            reader: pa.RecordBatchReader = cursor.sql(sql).to_arrow_reader(_BATCH_ROWS)
+            first = next(iter(reader), None)
+        except duckdb.Error as exc:
+            finish()
+            raise fail(exc) from exc
+        state = {"truncated": False}
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            sent = 0
+            try:
+                pending = first
+                iterator = iter(reader)
+                while pending is not None:
+                    room = max_rows - sent
+                    if pending.num_rows > room:
+                        state["truncated"] = True
+                        if room > 0:
+                            yield pending.slice(0, room)
+                        return
+                    sent += pending.num_rows
+                    yield pending
+                    try:
+                        pending = next(iterator, None)
+                    except duckdb.Error as exc:
+                        raise fail(exc) from exc
+            finally:
+                finish()
+
+        return StreamResult(schema=reader.schema, batches=batches(), state=state, closer=finish)
 
     def close(self) -> None:
         self._conn.close()

@@ -11,13 +11,21 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
-from connectors.base import Connector, ConnectorError, ConnectorTimeout, ConnectorUnavailable, QueryRejected
+from connectors.base import (
+    Connector,
+    ConnectorError,
+    ConnectorTimeout,
+    ConnectorUnavailable,
+    QueryRejected,
+    StreamResult,
+    stream_from_result,
+)
 from gateway.audit import AuditEvent, AuditKeys, AuditStore, make_receipt, sql_fields
 from gateway.catalog import Catalog
 from gateway.errors import (
@@ -55,6 +63,17 @@ class QueryRequest:
 class RequestContext:
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     client_address: str | None = None
+
+
+@dataclass(frozen=True)
+class QueryStream:
+    query_id: str
+    columns: tuple[OutputColumn, ...]
+    schema: pa.Schema
+    batches: Iterator[pa.RecordBatch]
+    receipt: dict[str, Any]
+    decision: Decision
+    max_rows: int
 
 
 @dataclass(frozen=True)
@@ -222,8 +241,7 @@ class Gateway:
                 self._plans.popitem(last=False)
         return decision, plan, connector_name
 
-    def run_query(self, principal: Principal, request: QueryRequest, ctx: RequestContext) -> QueryOutcome:
-        started = time.perf_counter()
+    def _base_event(self, request: QueryRequest, ctx: RequestContext) -> dict[str, Any]:
         base: dict[str, Any] = {
             "request_id": ctx.request_id,
             "event": "query",
@@ -232,27 +250,24 @@ class Gateway:
             **sql_fields(request.sql, key=self.audit_keys, dialect=request.dialect),
         }
         base.pop("rewritten_dialect", None)
-        decision: Decision | None = None
-        plan: RewritePlan | None = None
-        connector_name: str | None = None
-        try:
-            decision, plan, connector_name = self.plan(principal, request, ctx)
-            connector = self.connectors[connector_name]
-            result = connector.execute(plan.sql, max_rows=plan.max_rows, timeout_s=self.statement_timeout_s)
-            table = mask_results(result.table, plan, self.scanner)
-        except GatewayError as error:
-            self._audit_failure(principal, base, error, decision, plan, connector_name, started)
-            raise
-        except ConnectorError as exc:
-            mapped = _connector_error(exc, ctx.request_id)
-            self._audit_failure(principal, base, mapped, decision, plan, connector_name, started)
-            raise mapped from None
-        except Exception as exc:
-            log.error("request %s failed inside the gateway: %s", ctx.request_id, type(exc).__name__)
-            failure = GatewayError(f"the gateway failed; quote reference {ctx.request_id} to the operator")
-            self._audit_failure(principal, base, failure, decision, plan, connector_name, started)
-            raise failure from exc
-        event = AuditEvent.for_principal(
+        return base
+
+    def _failed(self, principal: Principal, base: dict[str, Any], exc: Exception, decision: Decision | None,
+                plan: RewritePlan | None, connector_name: str | None, started: float) -> GatewayError:
+        """Audit a failed request; return the caller-safe error to raise."""
+        if isinstance(exc, GatewayError):
+            error = exc
+        elif isinstance(exc, ConnectorError):
+            error = _connector_error(exc, base["request_id"])
+        else:
+            log.error("request %s failed inside the gateway: %s", base["request_id"], type(exc).__name__)
+            error = GatewayError(f"the gateway failed; quote reference {base['request_id']} to the operator")
+        self._audit_failure(principal, base, error, decision, plan, connector_name, started)
+        return error
+
+    def _allowed_event(self, principal: Principal, base: dict[str, Any], decision: Decision, plan: RewritePlan,
+                       connector_name: str, started: float, rows: int | None, nbytes: int | None) -> AuditEvent:
+        return AuditEvent.for_principal(
             principal,
             **base,
             decision="allow",
@@ -263,21 +278,104 @@ class Gateway:
             policy_version=decision.policy_version,
             sql_rewritten=plan.sql_for_audit,
             rewritten_dialect=plan.dialect,
-            rows_returned=table.num_rows,
-            bytes_returned=table.nbytes,
+            rows_returned=rows,
+            bytes_returned=nbytes,
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
             connector=connector_name,
         )
+
+    def run_query(self, principal: Principal, request: QueryRequest, ctx: RequestContext) -> QueryOutcome:
+        """Run a query and return the whole masked answer (the JSON API)."""
+        started = time.perf_counter()
+        base = self._base_event(request, ctx)
+        decision: Decision | None = None
+        plan: RewritePlan | None = None
+        connector_name: str | None = None
+        try:
+            decision, plan, connector_name = self.plan(principal, request, ctx)
+            connector = self.connectors[connector_name]
+            result = connector.execute(plan.sql, max_rows=plan.max_rows, timeout_s=self.statement_timeout_s)
+            table = mask_results(result.table, plan, self.scanner)
+        except Exception as exc:
+            raise self._failed(principal, base, exc, decision, plan, connector_name, started) from exc
+        event = self._allowed_event(principal, base, decision, plan, connector_name, started,
+                                    table.num_rows, table.nbytes)
         stored = self._append(event)
         receipt = make_receipt(stored, event, self.audit_keys.signing_key)
-        return QueryOutcome(
-            query_id=ctx.request_id,
-            columns=plan.columns,
-            table=table,
-            truncated=result.truncated,
-            receipt=receipt,
-            decision=decision,
-        )
+        return QueryOutcome(query_id=ctx.request_id, columns=plan.columns, table=table,
+                            truncated=result.truncated, receipt=receipt, decision=decision)
+
+    def run_query_stream(self, principal: Principal, request: QueryRequest, ctx: RequestContext) -> QueryStream:
+        """Run a query whose answer is streamed batch by batch (CSV, Arrow, Parquet).
+
+        The allow record is appended before the first batch leaves (fail closed); a second record,
+        ``query_completed``, carries rows and bytes once the stream has ended (or why it broke off).
+        """
+        started = time.perf_counter()
+        base = self._base_event(request, ctx)
+        decision: Decision | None = None
+        plan: RewritePlan | None = None
+        connector_name: str | None = None
+        try:
+            decision, plan, connector_name = self.plan(principal, request, ctx)
+            connector = self.connectors[connector_name]
+            streamer = getattr(connector, "stream", None)
+            if streamer is not None:
+                source: StreamResult = streamer(plan.sql, max_rows=plan.max_rows, timeout_s=self.statement_timeout_s)
+            else:
+                source = stream_from_result(connector.execute(plan.sql, max_rows=plan.max_rows,
+                                                              timeout_s=self.statement_timeout_s))
+            first_in = next(source.batches, None)
+            first_table = pa.Table.from_batches([first_in] if first_in is not None else [], schema=source.schema)
+            first = mask_results(first_table, plan, self.scanner)
+        except Exception as exc:
+            raise self._failed(principal, base, exc, decision, plan, connector_name, started) from exc
+        try:
+            stored = self._append(self._allowed_event(principal, base, decision, plan, connector_name, started,
+                                                      None, None))
+        except GatewayError:
+            source.close()
+            raise
+        event = stored.event
+        receipt = make_receipt(stored, event, self.audit_keys.signing_key)
+        return QueryStream(query_id=ctx.request_id, columns=plan.columns, schema=first.schema,
+                           batches=self._masked_batches(principal, base, first, source, plan, started),
+                           receipt=receipt, decision=decision, max_rows=plan.max_rows)
+
+    def _masked_batches(self, principal: Principal, base: dict[str, Any], first: pa.Table, source: StreamResult,
+                        plan: RewritePlan, started: float) -> Iterator[pa.RecordBatch]:
+        rows = 0
+        nbytes = 0
+        error_code: str | None = None
+        try:
+            yield from first.to_batches()
+            rows, nbytes = first.num_rows, first.nbytes
+            for batch in source.batches:
+                masked = mask_results(pa.Table.from_batches([batch]), plan, self.scanner)
+                for out in masked.to_batches():
+                    rows += out.num_rows
+                    nbytes += out.nbytes
+                    yield out
+        except ConnectorError as exc:
+            error_code = _connector_error(exc, base["request_id"]).code
+            raise
+        except GatewayError as exc:
+            error_code = exc.code
+            raise
+        except GeneratorExit:
+            error_code = "client_disconnected"
+            raise
+        finally:
+            source.close()
+            completed = {**base, "event": "query_completed"}
+            try:
+                self._append(AuditEvent.for_principal(
+                    principal, **completed, decision="allow" if error_code is None else "error",
+                    rows_returned=rows, bytes_returned=nbytes, error_code=error_code,
+                    datasets=list(plan.datasets),
+                    duration_ms=round((time.perf_counter() - started) * 1000, 3)))
+            except GatewayError:
+                log.error("request %s: the completion record could not be written", base["request_id"])
 
     def _audit_failure(
         self,

@@ -1,16 +1,20 @@
 """The HTTP API: thin handlers over the pipeline. OpenAPI at /docs."""
 
+import base64
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated
 
+import pyarrow as pa
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import __version__
 from gateway.api import problems
+from gateway.api.formats import MEDIA_TYPES, encode, negotiate
 from gateway.api.models import (
     ColumnInfo,
     DatasetsResponse,
@@ -20,11 +24,12 @@ from gateway.api.models import (
 )
 from gateway.api.serialize import dumps, rows_of
 from gateway.datasets import visible_datasets
-from gateway.errors import AuthenticationError, GatewayError
+from gateway.errors import AuthenticationError, BadRequest, GatewayError
 from gateway.identity.principal import Principal
 from gateway.masking.disclosure import SUPPRESSED_COLUMN
 from gateway.pipeline import QueryOutcome, QueryRequest, RequestContext
 from gateway.runtime import Runtime
+from gateway.sql.rewrite import OutputColumn
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
     status: {"description": text, "content": {problems.PROBLEM_MEDIA_TYPE: {}}}
@@ -99,15 +104,30 @@ def create_app(runtime: Runtime) -> FastAPI:
         responses=PROBLEM_RESPONSES,
         summary="Run one read-only SQL query for a declared purpose",
     )
-    def query(body: QueryBody, request: Request, caller: Caller) -> Response:
-        outcome = gateway.run_query(
-            caller,
-            QueryRequest(
-                sql=body.sql, purpose=body.purpose, dialect=body.dialect or runtime.settings.default_dialect
-            ),
-            _context(request),
-        )
-        return Response(dumps(_query_payload(outcome)), media_type="application/json")
+    def query(body: QueryBody, request: Request, caller: Caller,
+              format: Annotated[str | None, Query(description="json, csv, arrow or parquet "
+                                                   "(instead of an Accept header)")] = None) -> Response:
+        fmt = negotiate(request.headers.get("accept"), format)
+        if fmt is None:
+            raise BadRequest("this answer format is not available; accept application/json, text/csv, "
+                             "application/vnd.apache.arrow.stream or application/vnd.apache.parquet",
+                             code="format_not_acceptable")
+        query_request = QueryRequest(sql=body.sql, purpose=body.purpose,
+                                     dialect=body.dialect or runtime.settings.default_dialect)
+        if fmt == "json":
+            outcome = gateway.run_query(caller, query_request, _context(request))
+            return Response(dumps(_query_payload(outcome)), media_type="application/json")
+        stream = gateway.run_query_stream(caller, query_request, _context(request))
+        columns = _columns_info(stream.schema, stream.columns)
+        headers = {
+            "X-Query-Id": stream.query_id,
+            "X-Columns": base64.urlsafe_b64encode(dumps(columns)).decode("ascii"),
+            "X-Receipt": base64.urlsafe_b64encode(dumps(stream.receipt)).decode("ascii"),
+            "X-Row-Limit": str(stream.max_rows),
+        }
+        metadata = {"gateway.columns": dumps(columns).decode(), "gateway.query_id": stream.query_id}
+        return StreamingResponse(encode(fmt, stream.schema, stream.batches, metadata),
+                                 media_type=MEDIA_TYPES[fmt], headers=headers)
 
     @app.get(
         "/v1/datasets",
@@ -136,15 +156,19 @@ def create_app(runtime: Runtime) -> FastAPI:
     return app
 
 
-def _query_payload(outcome: QueryOutcome) -> dict[str, object]:
-    schema = outcome.table.schema
+def _columns_info(schema: pa.Schema, planned: tuple[OutputColumn, ...]) -> list[dict[str, object]]:
     columns = []
     for index, field in enumerate(schema):
-        if index < len(outcome.columns):
-            masking = outcome.columns[index].masking
+        if index < len(planned):
+            masking = planned[index].masking
         else:
             masking = "suppression_flag" if field.name == SUPPRESSED_COLUMN else "computed"
         columns.append(ColumnInfo(name=field.name, type=str(field.type), masking=masking).model_dump())
+    return columns
+
+
+def _query_payload(outcome: QueryOutcome) -> dict[str, object]:
+    columns = _columns_info(outcome.table.schema, outcome.columns)
     return {
         "columns": columns,
         "rows": rows_of(outcome.table),

@@ -1,0 +1,92 @@
+"""Answers as CSV, Arrow IPC stream and Parquet, streamed, with the same masking as JSON."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from gateway.runtime import Runtime
+from tests.conftest import Api
+
+ACCEPT = {
+    "csv": "text/csv",
+    "arrow": "application/vnd.apache.arrow.stream",
+    "parquet": "application/vnd.apache.parquet",
+}
+
+
+def _post(api: Api, user: str, sql: str, purpose: str, accept: str) -> object:
+    return api.client.post("/v1/query", json={"sql": sql, "purpose": purpose},
+                           headers={"Authorization": f"Bearer {api.token(user)}", "Accept": accept})
+
+
+def _table(fmt: str, content: bytes) -> pa.Table:
+    if fmt == "arrow":
+        return pa.ipc.open_stream(content).read_all()
+    if fmt == "parquet":
+        return pq.read_table(io.BytesIO(content))
+    rows = list(csv.reader(io.StringIO(content.decode("utf-8"))))
+    return pa.table({name: [r[i] for r in rows[1:]] for i, name in enumerate(rows[0])})
+
+
+@pytest.mark.parametrize("fmt", ["csv", "arrow", "parquet"])
+def test_same_masked_rows_as_json(api: Api, fmt: str) -> None:
+    sql = "SELECT id, vorname, geburtsdatum, telefon, stadtteil FROM einwohner ORDER BY zuzug_am, plz, id LIMIT 300"
+    as_json = api.query("anna", sql, "statistik").json()
+    response = _post(api, "anna", sql, "statistik", ACCEPT[fmt])
+    assert response.status_code == 200, response.text[:300]
+    assert response.headers["content-type"].startswith(ACCEPT[fmt])
+    columns = json.loads(base64.urlsafe_b64decode(response.headers["x-columns"]))
+    assert [c["masking"] for c in columns] == [c["masking"] for c in as_json["columns"]]
+    table = _table(fmt, response.content)
+    assert table.num_rows == 300
+    assert table.column("vorname").to_pylist() == [r[1] for r in as_json["rows"]]
+    assert set(table.column("telefon").to_pylist()) <= {"***", None, ""}
+    receipt = json.loads(base64.urlsafe_b64decode(response.headers["x-receipt"]))
+    assert receipt["request_id"] == response.headers["x-query-id"]
+
+
+def test_large_export_streams_in_batches(api: Api) -> None:
+    response = _post(api, "anna", "SELECT * FROM einwohner", "statistik", ACCEPT["arrow"])
+    reader = pa.ipc.open_stream(response.content)
+    batches = list(reader)
+    assert sum(b.num_rows for b in batches) == 5000
+    assert reader.schema.metadata[b"gateway.query_id"].decode() == response.headers["x-query-id"]
+
+
+def test_free_text_is_masked_in_streams(api: Api, raw_db: duckdb.DuckDBPyConnection) -> None:
+    response = _post(api, "sven", "SELECT fall_id, bemerkung FROM sozialleistungen", "sozialplanung", ACCEPT["csv"])
+    assert response.status_code == 200
+    text = response.content.decode("utf-8")
+    assert "<PERSON>" in text and "<IBAN>" in text
+    compact = text.replace(" ", "")
+    for (iban,) in raw_db.execute("SELECT iban FROM sozialleistungen").fetchall():
+        assert iban not in compact
+
+
+def test_refusals_stay_problem_json(api: Api) -> None:
+    response = _post(api, "anna", "SELECT steuer_id FROM einwohner", "statistik", ACCEPT["parquet"])
+    assert response.status_code == 403
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def test_unknown_format_is_a_clear_400(api: Api) -> None:
+    response = _post(api, "anna", "SELECT 1", "statistik", "application/xml")
+    assert response.status_code == 400
+    assert response.json()["code"] == "format_not_acceptable"
+
+
+def test_stream_is_audited_before_and_after(api: Api, runtime: Runtime) -> None:
+    response = _post(api, "anna", "SELECT plz FROM einwohner LIMIT 42", "statistik", ACCEPT["csv"])
+    query_id = response.headers["x-query-id"]
+    events = [r.event for r in runtime.gateway.audit.iter_records() if r.event.request_id == query_id]
+    assert [e.event for e in events] == ["query", "query_completed"]
+    assert events[0].decision == "allow" and events[0].rows_returned is None
+    assert events[1].rows_returned == 42
