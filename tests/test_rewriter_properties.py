@@ -114,8 +114,8 @@ def sven_queries(draw: st.DrawFn) -> str:
     if shape == "subquery":
         return f"SELECT fall_id FROM ({base}) q WHERE fall_id IN (SELECT fall_id FROM sozialleistungen)"
     if shape == "exists":
-        return f"SELECT t.stadtteil FROM stadtteile t WHERE EXISTS (SELECT 1 FROM sozialleistungen s " \
-               f"WHERE s.stadtteil = t.stadtteil)"
+        return "SELECT t.stadtteil FROM stadtteile t WHERE EXISTS (SELECT 1 FROM sozialleistungen s " \
+               "WHERE s.stadtteil = t.stadtteil)"
     if shape == "cte":
         return f"WITH q AS ({base}) SELECT * FROM q"
     return base
