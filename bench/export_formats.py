@@ -42,7 +42,8 @@ if fmt == "json":
         rows += batch.num_rows
         sink.write(json.dumps(batch.to_pylist(), default=str).encode())
 else:
-    writer = {"csv": lambda: pacsv.CSVWriter(sink, reader.schema), "arrow": lambda: pa.ipc.new_stream(sink, reader.schema),
+    writer = {"csv": lambda: pacsv.CSVWriter(sink, reader.schema),
+              "arrow": lambda: pa.ipc.new_stream(sink, reader.schema),
               "parquet": lambda: pq.ParquetWriter(sink, reader.schema)}[fmt]()
     for batch in reader:
         rows += batch.num_rows
@@ -110,7 +111,7 @@ def main() -> None:
             settings.update({"policy_dir": str(policy_dir), "catalog_path": str(policy_dir / "catalog.yaml")})
             config.write_text(yaml.safe_dump(settings))
             print(f"{'format':<9}{'rows':>10}{'gateway rows/s':>16}{'peak MB':>9}"
-                  f"{'direct rows/s':>15}{'peak MB':>9}{'ratio':>8}")
+                  f"{'direct rows/s':>15}{'peak MB':>9}{'direct/gw':>10}")
             for fmt, accept in ACCEPT.items():
                 port = free_port()
                 process = serve(config, port)
