@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from connectors.base import (
     Connector,
@@ -27,6 +28,7 @@ from connectors.base import (
     stream_from_result,
 )
 from gateway.audit import AuditEvent, AuditKeys, AuditStore, make_receipt, sql_fields
+from gateway.audit.person_index import encode_person_keys
 from gateway.catalog import Catalog
 from gateway.errors import (
     AccessDenied,
@@ -266,7 +268,8 @@ class Gateway:
         return error
 
     def _allowed_event(self, principal: Principal, base: dict[str, Any], decision: Decision, plan: RewritePlan,
-                       connector_name: str, started: float, rows: int | None, nbytes: int | None) -> AuditEvent:
+                       connector_name: str, started: float, rows: int | None, nbytes: int | None,
+                       person_keys: list[str] | None = None) -> AuditEvent:
         return AuditEvent.for_principal(
             principal,
             **base,
@@ -282,7 +285,20 @@ class Gateway:
             bytes_returned=nbytes,
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
             connector=connector_name,
+            person_keys=person_keys or [],
         )
+
+    def _person_keys(self, plan: RewritePlan, table: pa.Table) -> list[str]:
+        """Pseudonymous keys of the persons whose rows the answer carries (see gateway/audit/person_index)."""
+        entries: list[str] = []
+        for index, column in enumerate(plan.columns):
+            if column.dataset is None or index >= table.num_columns:
+                continue
+            if column.source_column != self.catalog.datasets[column.dataset].person_key:
+                continue
+            values = pc.unique(table.column(index).drop_null()).to_pylist()
+            entries.extend(encode_person_keys(column.dataset, (str(v) for v in values)))
+        return entries
 
     def run_query(self, principal: Principal, request: QueryRequest, ctx: RequestContext) -> QueryOutcome:
         """Run a query and return the whole masked answer (the JSON API)."""
@@ -299,7 +315,7 @@ class Gateway:
         except Exception as exc:
             raise self._failed(principal, base, exc, decision, plan, connector_name, started) from exc
         event = self._allowed_event(principal, base, decision, plan, connector_name, started,
-                                    table.num_rows, table.nbytes)
+                                    table.num_rows, table.nbytes, self._person_keys(plan, table))
         stored = self._append(event)
         receipt = make_receipt(stored, event, self.audit_keys.signing_key)
         return QueryOutcome(query_id=ctx.request_id, columns=plan.columns, table=table,

@@ -98,14 +98,20 @@ def settings_from_args(data_dir: Path, config: Path | None) -> Settings:
 
 
 def run_audit_command(args: argparse.Namespace) -> int:
-    """Dispatch ``gateway audit list|show|verify-receipt``."""
+    """Dispatch ``gateway audit list|show|verify-receipt``; an unavailable store is exit code 2."""
+    from gateway.errors import GatewayError
+
     settings = settings_from_args(args.data_dir, args.config)
-    if args.audit_command == "list":
-        return audit_list(settings, filter_from_args(args), args.fmt, limit=args.limit, offset=args.offset)
-    if args.audit_command == "show":
-        return audit_show(settings, args.seq)
-    if args.audit_command == "verify-receipt":
-        return audit_verify_receipt(settings, args.receipt)
+    try:
+        if args.audit_command == "list":
+            return audit_list(settings, filter_from_args(args), args.fmt, limit=args.limit, offset=args.offset)
+        if args.audit_command == "show":
+            return audit_show(settings, args.seq)
+        if args.audit_command == "verify-receipt":
+            return audit_verify_receipt(settings, args.receipt)
+    except GatewayError as exc:
+        print(f"gateway: {exc.detail}", file=sys.stderr)
+        return 2
     raise ValueError(f"unknown audit command {args.audit_command!r}")
 
 

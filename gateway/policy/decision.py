@@ -49,11 +49,50 @@ class RowFilter(BaseModel):
     rule: str
 
 
+class DominanceRule(BaseModel):
+    """(n, p) dominance: suppress a magnitude cell whose ``n`` largest contributors (persons) make up
+    more than ``p`` per cent of it. Applies to sums/averages of the listed columns (docs/sdc.md)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    n: int = Field(default=2, ge=1, description="Number of largest contributors.")
+    p: float = Field(default=85.0, gt=0, le=100, description="Share in per cent that they may not exceed.")
+    columns: tuple[str, ...] = Field(default=(), description="Magnitude columns the rule applies to.")
+
+
+class DifferencingRule(BaseModel):
+    """Differencing guard: refuse a query whose population differs from a recent one by fewer than
+    ``min_difference`` persons (default: the rule's ``min_cell``). See docs/sdc.md."""
+
+    model_config = ConfigDict(frozen=True)
+
+    enabled: bool = True
+    window: int = Field(default=20, ge=1, description="Populations remembered per user and dataset.")
+    min_difference: int | None = Field(default=None, ge=1, description="Default: min_cell.")
+
+
+class DpRule(BaseModel):
+    """Differential privacy for count/sum/avg: noise per query, a privacy budget per user and dataset."""
+
+    model_config = ConfigDict(frozen=True)
+
+    epsilon_per_query: float = Field(gt=0, description="Privacy loss charged for one query.")
+    budget: float = Field(gt=0, description="Total epsilon per user and dataset.")
+    bounds: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="Clamping bounds [lower, upper] per column for sum and avg."
+    )
+    max_contributions: int = Field(default=1, ge=1, description="Rows per person that are counted at most.")
+
+
 class AggregateRule(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     min_cell: int = Field(ge=1, description="Minimum distinct persons behind each released cell.")
     rule: str
+    dominance: DominanceRule | None = Field(default=None, description="Dominance rule for magnitude cells.")
+    secondary_suppression: bool = Field(default=True, description="Protect ROLLUP margins by suppression.")
+    differencing: DifferencingRule = Field(default_factory=DifferencingRule, description="Differencing guard.")
+    dp: DpRule | None = Field(default=None, description="Differential privacy (noise and budget).")
 
 
 class DatasetDecision(BaseModel):
