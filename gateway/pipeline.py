@@ -243,6 +243,21 @@ class Gateway:
                 self._plans.popitem(last=False)
         return decision, plan, connector_name
 
+    def explain(self, caller: Principal, subject: Principal, request: QueryRequest, ctx: RequestContext
+                ) -> tuple[Decision, RewritePlan]:
+        """Plan ``request`` for ``subject`` without running it; audited as ``explain`` for ``caller``."""
+        started = time.perf_counter()
+        base = {**self._base_event(request, ctx), "event": "explain"}
+        decision: Decision | None = None
+        plan: RewritePlan | None = None
+        try:
+            decision, plan, connector_name = self.plan(subject, request, ctx)
+        except Exception as exc:
+            raise self._failed(caller, base, exc, decision, plan, None, started) from exc
+        event = self._allowed_event(caller, base, decision, plan, connector_name, started, 0, 0)
+        self._append(event)
+        return decision, plan
+
     def _base_event(self, request: QueryRequest, ctx: RequestContext) -> dict[str, Any]:
         base: dict[str, Any] = {
             "request_id": ctx.request_id,

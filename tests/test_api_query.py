@@ -315,3 +315,37 @@ class TestDatasets:
         datasets = {d["name"]: d for d in api.get("paula", "/v1/datasets").json()["datasets"]}
         assert datasets["einwohner"]["access"] == "aggregate_only"
         assert datasets["einwohner"]["min_cell"] == 3
+
+
+class TestExplain:
+    def test_analyst_sees_masks_not_sql(self, api: Api) -> None:
+        response = api.client.post("/v1/query/explain", json={"sql": "SELECT vorname, plz FROM einwohner",
+                                                              "purpose": "statistik"},
+                                   headers={"Authorization": f"Bearer {api.token('anna')}"})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["allow"] and body["rewritten_sql"] is None
+        assert [c["masking"] for c in body["columns"]] == ["pseudonymise", "plain"]
+        assert body["datasets"]["einwohner"]["columns"]["steuer_id"]["treatment"] == "deny"
+
+    def test_dpo_explains_on_behalf_and_sees_sql_without_keys(self, api: Api, runtime: Any) -> None:
+        response = api.client.post("/v1/query/explain", json={
+            "sql": "SELECT einwohner_id, stadtteil FROM sozialleistungen WHERE betrag_monat > 500",
+            "purpose": "sozialplanung",
+            "on_behalf_of": {"username": "sven", "office": "Amt für Soziale Arbeit", "roles": ["analyst"],
+                             "purposes": ["sozialplanung"], "districts": ["Biebrich"],
+                             "clearance": "streng_vertraulich"}},
+            headers={"Authorization": f"Bearer {api.token('dora')}"})
+        assert response.status_code == 200, response.text
+        sql = response.json()["rewritten_sql"]
+        assert "SHA256" in sql.upper() and "500" not in sql
+        key_hex = runtime.gateway.key_ring.pseudonym_key("sozialplanung", "person")
+        assert key_hex not in response.text
+        assert "sozialleistungen.own_districts_only" in response.text
+
+    def test_analysts_cannot_explain_for_others(self, api: Api) -> None:
+        response = api.client.post("/v1/query/explain", json={
+            "sql": "SELECT 1", "purpose": "statistik", "on_behalf_of": {"username": "sven"}},
+            headers={"Authorization": f"Bearer {api.token('anna')}"})
+        assert response.status_code == 403
+        assert response.json()["code"] == "explain_not_allowed"

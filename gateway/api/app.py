@@ -18,13 +18,16 @@ from gateway.api.formats import MEDIA_TYPES, encode, negotiate
 from gateway.api.models import (
     ColumnInfo,
     DatasetsResponse,
+    ExplainBody,
+    ExplainResponse,
     Health,
     QueryBody,
     QueryResponse,
 )
 from gateway.api.serialize import dumps, rows_of
+from gateway.audit import normalise_sql
 from gateway.datasets import visible_datasets
-from gateway.errors import AuthenticationError, BadRequest, GatewayError
+from gateway.errors import AccessDenied, AuthenticationError, BadRequest, GatewayError
 from gateway.identity.principal import Principal
 from gateway.masking.disclosure import SUPPRESSED_COLUMN
 from gateway.pipeline import QueryOutcome, QueryRequest, RequestContext
@@ -128,6 +131,40 @@ def create_app(runtime: Runtime) -> FastAPI:
         metadata = {"gateway.columns": dumps(columns).decode(), "gateway.query_id": stream.query_id}
         return StreamingResponse(encode(fmt, stream.schema, stream.batches, metadata),
                                  media_type=MEDIA_TYPES[fmt], headers=headers)
+
+    @app.post("/v1/query/explain", response_model=ExplainResponse, responses=PROBLEM_RESPONSES,
+              summary="How a query would be treated: decision, masks, filters (no data)")
+    def explain(body: ExplainBody, request: Request, caller: Caller) -> ExplainResponse:
+        is_dpo = "dpo" in caller.roles
+        subject = caller
+        if body.on_behalf_of is not None:
+            if not is_dpo:
+                raise AccessDenied("only the data-protection officer may explain a query on behalf of "
+                                   "someone else", code="explain_not_allowed", rule="separation_of_duties.explain")
+            other = body.on_behalf_of
+            subject = Principal(subject=f"explain:{other.username}", username=other.username, office=other.office,
+                                roles=tuple(other.roles), purposes=tuple(other.purposes),
+                                districts=tuple(other.districts), clearance=other.clearance)
+        query_request = QueryRequest(sql=body.sql, purpose=body.purpose,
+                                     dialect=body.dialect or runtime.settings.default_dialect)
+        decision, plan = gateway.explain(caller, subject, query_request, _context(request))
+        datasets = {
+            name: {
+                "columns": {c: {"treatment": r.op, "rule": r.rule, "uses": list(r.permitted_uses())}
+                            for c, r in ds.columns.items()},
+                "row_filters": [f"{f.column} {f.op} {list(f.values)} [rule {f.rule}]" for f in ds.row_filters],
+                "aggregate_only": ds.aggregate_only.model_dump() if ds.aggregate_only else None,
+                "max_rows": ds.max_rows,
+            }
+            for name, ds in decision.datasets.items() if name in plan.datasets
+        }
+        return ExplainResponse(
+            allow=decision.allow, policy_version=decision.policy_version, rules=decision.rules(),
+            datasets=datasets, max_rows=plan.max_rows,
+            columns=[{"name": c.name, "masking": c.masking, "dataset": c.dataset, "source_column": c.source_column}
+                     for c in plan.columns],
+            rewritten_sql=normalise_sql(plan.sql_for_audit, plan.dialect) if is_dpo else None,
+        )
 
     @app.get(
         "/v1/datasets",

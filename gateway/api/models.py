@@ -21,6 +21,35 @@ class QueryBody(BaseModel):
     )
 
 
+class OnBehalfOf(BaseModel):
+    """Attributes of the analyst a DPO explains a query for (never their token)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(max_length=100)
+    office: str | None = None
+    roles: list[str] = Field(default_factory=list)
+    purposes: list[str] = Field(default_factory=list)
+    districts: list[str] = Field(default_factory=list)
+    clearance: str | None = None
+
+
+class ExplainBody(QueryBody):
+    on_behalf_of: OnBehalfOf | None = Field(
+        default=None, description="DPO only: explain the query as this analyst would get it.")
+
+
+class ExplainResponse(BaseModel):
+    allow: bool
+    policy_version: str
+    rules: list[str]
+    datasets: dict[str, Any] = Field(description="Per dataset: column treatments, row filters, limits.")
+    columns: list[dict[str, Any]] = Field(description="Result columns and how each is masked.")
+    max_rows: int
+    rewritten_sql: str | None = Field(
+        default=None, description="The SQL the database runs, literals and keys removed (DPO only).")
+
+
 class ColumnInfo(BaseModel):
     name: str
     type: str
