@@ -16,6 +16,7 @@ _LOCKED_CONFIG = {
     "enable_external_access": False,
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
+    "enable_progress_bar": False,
     "lock_configuration": True,
 }
 
