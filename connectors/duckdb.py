@@ -16,9 +16,9 @@ _LOCKED_CONFIG = {
     "enable_external_access": False,
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
-    "enable_progress_bar": False,
-    "lock_configuration": True,
 }
+#: session settings applied once after connecting, before the configuration is locked
+_SESSION_SETTINGS = ("SET enable_progress_bar = false", "SET lock_configuration = true")
 
 _BATCH_ROWS = 65_536
 
@@ -34,6 +34,8 @@ class DuckDBConnector:
             config["threads"] = threads
         try:
             self._conn = duckdb.connect(str(database), read_only=True, config=config)  # type: ignore[arg-type]
+            for statement in _SESSION_SETTINGS:
+                self._conn.execute(statement)
         except duckdb.Error as exc:
             raise ConnectorUnavailable("cannot open the DuckDB database", internal_detail=str(exc)) from exc
         self._local = threading.local()
