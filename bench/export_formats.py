@@ -32,7 +32,8 @@ BASELINE = r"""
 import sys, time, io, json
 import duckdb, pyarrow as pa, pyarrow.csv as pacsv, pyarrow.parquet as pq
 path, fmt = sys.argv[1], sys.argv[2]
-con = duckdb.connect(path, read_only=True, config={"enable_progress_bar": False})
+con = duckdb.connect(path, read_only=True)
+con.execute("SET enable_progress_bar = false")
 started = time.perf_counter()
 reader = con.sql("SELECT * FROM einwohner").to_arrow_reader(65536)
 sink = open("/dev/null", "wb")
