@@ -41,9 +41,11 @@ from gateway.errors import (
 from gateway.errors import ConnectorUnavailable as ConnectorDown
 from gateway.identity.principal import Principal
 from gateway.masking import mask_results
+from gateway.masking.operators import ArrowSideContext
 from gateway.policy.decision import Decision
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.inputs import build_input
+from gateway.sdc.controls import SdcControls  # SDC hooks (docs/sdc.md)
 from gateway.sql.masks import KeyRing
 from gateway.sql.rewrite import OutputColumn, RewritePlan, rewrite
 from gateway.sql.statement import ParsedQuery, parse_query
@@ -147,6 +149,7 @@ class Gateway:
         self._parsed: OrderedDict[tuple[str, ...], tuple[ParsedQuery, list[str]]] = OrderedDict()
         self._plans_lock = threading.Lock()
         self.plan_cache_size = 1024
+        self.sdc = SdcControls(self)  # SDC: differencing guard, privacy budget, DP noise (docs/sdc.md)
 
     # -- audit helpers -------------------------------------------------------------------------
 
@@ -159,6 +162,10 @@ class Gateway:
             raise AuditUnavailable(
                 "the audit record could not be written, so no data is returned", code="audit_unavailable"
             ) from exc
+
+    def audit_event(self, event: AuditEvent) -> None:
+        """Append an event written by another part of the gateway (fail closed on error)."""
+        self._append(event)
 
     def record_unauthenticated(self, ctx: RequestContext, error: GatewayError, *, path: str) -> None:
         """Audit a request that failed authentication (the token itself is never recorded)."""
@@ -219,7 +226,9 @@ class Gateway:
         parsed, datasets = self._parse(request.sql, request.dialect)
         decision = self.decide(principal, request.purpose, datasets, ctx)
         if not decision.allow:
-            raise _first_denial(decision)
+            denial = _first_denial(decision)
+            denial.extra["_datasets"] = list(datasets)  # for the audit record only (not a public extra)
+            raise denial
         connector_name, connector = self._connector_for(datasets)
         key = (request.sql, request.dialect, request.purpose, connector.dialect, str(self.max_rows_cap),
                decision.model_dump_json())
@@ -325,8 +334,11 @@ class Gateway:
         try:
             decision, plan, connector_name = self.plan(principal, request, ctx)
             connector = self.connectors[connector_name]
+            ticket = self.sdc.admit(principal, request, decision, plan, connector, request_id=ctx.request_id)  # SDC
             result = connector.execute(plan.sql, max_rows=plan.max_rows, timeout_s=self.statement_timeout_s)
-            table = mask_results(result.table, plan, self.scanner)
+            table = mask_results(self.sdc.perturb(ticket, result.table), plan, self.scanner,  # SDC: DP noise
+                                 ArrowSideContext(self.key_ring, request.purpose, decision))
+            self.sdc.record(ticket)  # SDC: remember the population for the differencing guard
         except Exception as exc:
             raise self._failed(principal, base, exc, decision, plan, connector_name, started) from exc
         event = self._allowed_event(principal, base, decision, plan, connector_name, started,
@@ -349,6 +361,16 @@ class Gateway:
         connector_name: str | None = None
         try:
             decision, plan, connector_name = self.plan(principal, request, ctx)
+        except Exception as exc:
+            raise self._failed(principal, base, exc, decision, plan, connector_name, started) from exc
+        if plan.min_cell is not None:
+            # aggregate-only answers are small and must pass every disclosure control (differencing guard,
+            # privacy budget, noise) exactly as in the JSON path: run them there and stream the result
+            outcome = self.run_query(principal, request, ctx)
+            return QueryStream(query_id=outcome.query_id, columns=outcome.columns, schema=outcome.table.schema,
+                               batches=iter(outcome.table.to_batches()), receipt=outcome.receipt,
+                               decision=outcome.decision, max_rows=plan.max_rows)
+        try:
             connector = self.connectors[connector_name]
             streamer = getattr(connector, "stream", None)
             if streamer is not None:
@@ -358,7 +380,8 @@ class Gateway:
                                                               timeout_s=self.statement_timeout_s))
             first_in = next(source.batches, None)
             first_table = pa.Table.from_batches([first_in] if first_in is not None else [], schema=source.schema)
-            first = mask_results(first_table, plan, self.scanner)
+            arrow_side = ArrowSideContext(self.key_ring, request.purpose, decision)
+            first = mask_results(first_table, plan, self.scanner, arrow_side)
         except Exception as exc:
             raise self._failed(principal, base, exc, decision, plan, connector_name, started) from exc
         try:
@@ -370,11 +393,13 @@ class Gateway:
         event = stored.event
         receipt = make_receipt(stored, event, self.audit_keys.signing_key)
         return QueryStream(query_id=ctx.request_id, columns=plan.columns, schema=first.schema,
-                           batches=self._masked_batches(principal, base, first, source, plan, started),
+                           batches=self._masked_batches(principal, base, first, source, plan, started,
+                                                        arrow_side),
                            receipt=receipt, decision=decision, max_rows=plan.max_rows)
 
     def _masked_batches(self, principal: Principal, base: dict[str, Any], first: pa.Table, source: StreamResult,
-                        plan: RewritePlan, started: float) -> Iterator[pa.RecordBatch]:
+                        plan: RewritePlan, started: float, arrow_side: ArrowSideContext
+                        ) -> Iterator[pa.RecordBatch]:
         rows = 0
         nbytes = 0
         error_code: str | None = None
@@ -382,7 +407,7 @@ class Gateway:
             yield from first.to_batches()
             rows, nbytes = first.num_rows, first.nbytes
             for batch in source.batches:
-                masked = mask_results(pa.Table.from_batches([batch]), plan, self.scanner)
+                masked = mask_results(pa.Table.from_batches([batch]), plan, self.scanner, arrow_side)
                 for out in masked.to_batches():
                     rows += out.num_rows
                     nbytes += out.nbytes
@@ -420,15 +445,17 @@ class Gateway:
     ) -> None:
         outcome = "deny" if error.status in (401, 403) else "error"
         rules = list(decision.rules()) if decision is not None else []
-        if error.rule and error.rule not in rules:
-            rules.insert(0, error.rule)
+        for rule in [error.rule, *error.extra.get("rules", [])]:
+            if rule and rule not in rules:
+                rules.append(rule)
+        known_datasets = list(error.extra.get("_datasets", []))
         event = AuditEvent.for_principal(
             principal,
             **base,
             decision=outcome,
             rules=rules,
             error_code=error.code,
-            datasets=list(plan.datasets) if plan else sorted(decision.datasets) if decision else [],
+            datasets=list(plan.datasets) if plan else sorted(decision.datasets) if decision else known_datasets,
             columns=list(plan.columns_touched) if plan else [],
             masks=plan.masks if plan else {},
             policy_version=decision.policy_version if decision else self.policy.version,

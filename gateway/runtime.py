@@ -105,6 +105,7 @@ class Runtime:
             return
         self.closed = True
         self.verifier.close()
+        self.gateway.sdc.close()
         for connector in self.gateway.connectors.values():
             connector.close()
         self.gateway.audit.close()

@@ -90,3 +90,14 @@ def test_stream_is_audited_before_and_after(api: Api, runtime: Runtime) -> None:
     assert [e.event for e in events] == ["query", "query_completed"]
     assert events[0].decision == "allow" and events[0].rows_returned is None
     assert events[1].rows_returned == 42
+
+
+def test_aggregate_only_streams_pass_disclosure_control(api: Api) -> None:
+    sql = "SELECT stadtteil, staatsangehoerigkeit, count(*) AS n FROM einwohner GROUP BY stadtteil, staatsangehoerigkeit"
+    response = _post(api, "paula", sql, "stadtplanung", ACCEPT["arrow"])
+    assert response.status_code == 200, response.text[:300]
+    table = pa.ipc.open_stream(response.content).read_all()
+    rows = table.to_pylist()
+    assert any(r["_suppressed"] for r in rows)
+    assert all(r["n"] is None for r in rows if r["_suppressed"])
+    assert all(r["n"] >= 3 for r in rows if not r["_suppressed"])

@@ -14,10 +14,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import __version__
 from gateway.api import problems
+from gateway.api.audit_routes import audit_router
 from gateway.api.formats import MEDIA_TYPES, encode, negotiate
 from gateway.api.models import (
     ColumnInfo,
     DatasetsResponse,
+    DetokeniseBody,
     ExplainBody,
     ExplainResponse,
     Health,
@@ -25,11 +27,12 @@ from gateway.api.models import (
     QueryResponse,
 )
 from gateway.api.serialize import dumps, rows_of
-from gateway.audit import normalise_sql
+from gateway.audit import AuditEvent, encrypt_original, normalise_sql
 from gateway.datasets import visible_datasets
 from gateway.errors import AccessDenied, AuthenticationError, BadRequest, GatewayError
 from gateway.identity.principal import Principal
 from gateway.masking.disclosure import SUPPRESSED_COLUMN
+from gateway.masking.tokens import DetokeniseRecord, detokenise
 from gateway.pipeline import QueryOutcome, QueryRequest, RequestContext
 from gateway.runtime import Runtime
 from gateway.sql.rewrite import OutputColumn
@@ -166,6 +169,24 @@ def create_app(runtime: Runtime) -> FastAPI:
             rewritten_sql=normalise_sql(plan.sql_for_audit, plan.dialect) if is_dpo else None,
         )
 
+    @app.post("/v1/detokenise", responses=PROBLEM_RESPONSES,
+              summary="Re-identify tokens (role reidentification, purpose held, logged reason)")
+    def detokenise_route(body: DetokeniseBody, request: Request, caller: Caller) -> dict[str, object]:
+        ctx = _context(request)
+        if body.purpose not in caller.purposes:
+            raise AccessDenied(f"you do not hold the purpose {body.purpose}", code="access_denied",
+                               rule="purpose_binding.purpose_not_held")
+
+        def record(entry: DetokeniseRecord) -> None:
+            gateway.audit_event(AuditEvent.for_principal(
+                caller, request_id=ctx.request_id, event="detokenise", decision="allow", purpose=body.purpose,
+                client_address=ctx.client_address, rules=["tokenise.reidentify", f"domain:{entry.domain}"],
+                rows_returned=entry.tokens, sql_original_encrypted=encrypt_original(entry.reason, runtime.audit_keys)))
+
+        values = detokenise(gateway.key_ring, body.tokens, subject=caller.username, roles=caller.roles,
+                            purpose=body.purpose, domain=body.domain, reason=body.reason, record=record)
+        return {"values": values, "request_id": ctx.request_id}
+
     @app.get(
         "/v1/datasets",
         response_model=DatasetsResponse,
@@ -179,6 +200,8 @@ def create_app(runtime: Runtime) -> FastAPI:
             datasets=visible_datasets(gateway, caller, purpose, _context(request)),
             policy_version=gateway.policy.version,
         )
+
+    app.include_router(audit_router(runtime, principal))
 
     @app.get("/healthz", response_model=Health, summary="Liveness and the policy version in force")
     def healthz() -> Health:

@@ -47,7 +47,7 @@ from gateway.audit import (
     verify,
     verify_receipt,
 )
-from gateway.audit.subject_access import SubjectAccessReport, requests_touching_person
+from gateway.audit.subject_access import SubjectAccessReport, pseudonym_domains, requests_touching_person
 from gateway.errors import AccessDenied, AuditUnavailable, BadRequest, GatewayError, NotFound
 from gateway.identity.principal import Principal
 from gateway.runtime import Runtime
@@ -88,13 +88,17 @@ def record_view(record: StoredRecord) -> dict[str, Any]:
     """A record as the API shows it: ``seq``, the stored event fields, the chain hashes.
 
     The Fernet ciphertext of the original SQL is replaced by ``original_sql_available`` (it is of no use
-    without the key, which only the decryption endpoint applies).
+    without the key, which only the decryption endpoint applies), and the recorded person keys by their
+    number ``person_keys_count``: pseudonyms of residents are needed only by the subject-access search,
+    which reads them from the store itself.
     """
     data = dict(record.event_data)
     encrypted = data.pop("sql_original_encrypted", None)
+    person_keys = data.pop("person_keys", None)
     return {
         "seq": record.seq,
         **data,
+        "person_keys_count": len(person_keys) if isinstance(person_keys, list) else 0,
         "original_sql_available": bool(encrypted),
         "prev_hash": record.prev_hash,
         "record_hash": record.record_hash,
@@ -121,9 +125,7 @@ def _csv_text(value: Any) -> str:
 def csv_row(view: dict[str, Any]) -> list[str]:
     """One CSV line (see :data:`CSV_COLUMNS`) of a :func:`record_view`: lists joined with ``;``, masks as
     ``column=mask``, text cells that a spreadsheet would run as a formula prefixed with ``'``."""
-    row = dict(view)
-    row["person_keys_count"] = len(view.get("person_keys") or [])
-    return [_csv_text(row.get(name)) for name in CSV_COLUMNS]
+    return [_csv_text(view.get(name)) for name in CSV_COLUMNS]
 
 
 def reason_digest(reason: str, keys: AuditKeys) -> str:
@@ -165,7 +167,7 @@ class SubjectAccessBody(BaseModel):
 
     dataset: str = Field(min_length=1, max_length=200)
     person_key: str = Field(min_length=1, max_length=500,
-                            description="the raw person key (e.g. 4711) or an audit person key (ak_...)")
+                            description="the raw person key (e.g. 4711), or a pseudonym an analyst saw (p_...)")
     time_from: datetime | None = None
     time_to: datetime | None = None
 
@@ -342,6 +344,17 @@ def audit_router(runtime: Runtime, principal_dependency: Callable[..., Principal
     def visible(caller: Principal, record: StoredRecord) -> bool:
         return _is_auditor(caller) or record.event_data.get("username") == caller.username
 
+    def current_grants() -> list[Any] | None:
+        """The grants of the policy files (for the pseudonym domains of person keys); None if unreadable."""
+        from gateway.policy.engine import load_bundle
+
+        try:
+            grants = load_bundle(runtime.settings.policy_dir, gateway.catalog).data.get("grants")
+        except Exception as exc:  # the defaults still apply; never fail the search for this
+            log.warning("subject access: the policy grants could not be read (%s)", type(exc).__name__)
+            return None
+        return grants if isinstance(grants, list) else None
+
     def json_response(payload: Any, status: int = 200) -> Response:
         return Response(orjson.dumps(payload), status_code=status, media_type="application/json",
                         headers={"Cache-Control": "no-store"})
@@ -469,6 +482,7 @@ def audit_router(runtime: Runtime, principal_dependency: Callable[..., Principal
         try:
             report: SubjectAccessReport = requests_touching_person(
                 gateway.audit, body.dataset, body.person_key, key_ring=gateway.key_ring,
+                domains=pseudonym_domains(current_grants(), body.dataset, spec.person_key if spec else None),
                 time_from=body.time_from, time_to=body.time_to,
             )
         except ValueError as exc:

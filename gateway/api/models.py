@@ -50,6 +50,15 @@ class ExplainResponse(BaseModel):
         default=None, description="The SQL the database runs, literals and keys removed (DPO only).")
 
 
+class DetokeniseBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    purpose: str = Field(min_length=1, max_length=100, description="The purpose the tokens were issued for.")
+    domain: str = Field(min_length=1, max_length=100, description="The token domain (from the policy).")
+    tokens: list[str | None] = Field(max_length=10_000)
+    reason: str = Field(min_length=1, max_length=2000, description="Why re-identification is needed (logged).")
+
+
 class ColumnInfo(BaseModel):
     name: str
     type: str

@@ -243,8 +243,8 @@ def decrypt_original(record: StoredRecord | AuditEvent, key: FernetKeyInput | Au
         plain = fernet_of(key).decrypt(event.sql_original_encrypted.encode("ascii"))
     except (InvalidToken, ValueError) as exc:
         raise DecryptionFailed("the original SQL cannot be decrypted with the configured key") from exc
-    log.info("audit: original SQL of request %s decrypted (seq %s), reason: %s", event.request_id,
-             record.seq if isinstance(record, StoredRecord) else "-", reason.strip())
+    log.info("audit: original SQL of request %s decrypted (seq %s); the reason is in the audit trail",
+             event.request_id, record.seq if isinstance(record, StoredRecord) else "-")
     return plain.decode("utf-8")
 
 

@@ -7,6 +7,11 @@ from pathlib import Path
 from gateway.config import DEFAULT_POLICY_DIR, Settings, load_settings
 
 
+def settings_for(data_dir: Path, config: Path | None) -> Settings:
+    """Settings from ``--config``, else the demo's config in the data dir, else defaults."""
+    return _settings(data_dir, config)
+
+
 def _settings(data_dir: Path, config: Path | None) -> Settings:
     if config is not None:
         return load_settings(config)

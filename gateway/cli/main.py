@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--from", dest="from_seq", type=int, default=None)
     verify.add_argument("--config", type=Path, default=None)
     _data_dir_arg(verify)
+    from gateway.cli.audit_commands import register_audit_commands
+
+    register_audit_commands(audit_sub)
 
     policy = sub.add_parser("policy", help="policy tools for the DPO")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)
@@ -63,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     pii_sub = pii.add_subparsers(dest="pii_command", required=True)
     analyze = pii_sub.add_parser("analyze", help='read JSON lines {"id","text"} on stdin, write spans')
     analyze.add_argument("--language", choices=["de", "en"], default="de")
+
+    catalog = sub.add_parser("catalog", help="catalog tools for the DPO")
+    catalog_sub = catalog.add_subparsers(dest="catalog_command", required=True)
+    scan = catalog_sub.add_parser("scan", help="sample a dataset; propose personal-data classes and masks")
+    scan.add_argument("dataset")
+    scan.add_argument("--sample-rows", type=int, default=1000)
+    scan.add_argument("--config", type=Path, default=None)
+    _data_dir_arg(scan)
 
     serve = sub.add_parser("serve", help="run the gateway with a config file")
     serve.add_argument("--config", type=Path, required=True)
@@ -101,6 +112,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return query_command(args)
     if args.command == "audit":
+        if args.audit_command != "verify":
+            from gateway.cli.audit_commands import run_audit_command
+
+            return run_audit_command(args)
         from gateway.cli.commands import audit_verify
 
         return audit_verify(args.data_dir, args.config, args.from_seq)
@@ -113,6 +128,12 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         analyze_jsonl(sys.stdin, sys.stdout, language=args.language)
         return 0
+    if args.command == "catalog":
+        from gateway.catalog_scan import catalog_scan_main
+        from gateway.cli.commands import settings_for
+
+        return catalog_scan_main(settings_for(args.data_dir, args.config), args.dataset,
+                                 sample_rows=args.sample_rows)
     if args.command == "serve":
         from gateway.cli.commands import serve
 

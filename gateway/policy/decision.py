@@ -11,7 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-MaskOp = Literal["plain", "deny", "redact", "pseudonymise", "generalise", "partial", "free_text"]
+MaskOp = Literal[
+    "plain", "deny", "redact", "pseudonymise", "generalise", "partial", "free_text", "noise", "tokenise"
+]
 ColumnUse = Literal["select", "filter", "group", "join", "order", "aggregate"]
 
 #: what each mask permits by default, when the policy does not say (see docs/dpo.md, "column uses")
@@ -22,6 +24,11 @@ DEFAULT_USES: dict[str, tuple[ColumnUse, ...]] = {
     "redact": ("select",),
     "partial": ("select",),
     "free_text": ("select",),
+    # deterministic noise: the noisy value may be filtered/ordered/aggregated like any release, but not
+    # grouped or joined (equal values get equal offsets, so a join would link records across tables)
+    "noise": ("select", "filter", "order", "aggregate"),
+    # raw in SQL, encrypted after the query: any use inside SQL would see the raw value
+    "tokenise": ("select",),
     "deny": (),
 }
 

@@ -165,6 +165,9 @@ def _merge(a: Origin | None, b: Origin | None) -> Origin | None:
         return b
     if b is None:
         return a
-    if b.rule.op == "free_text":
-        return b
+    for op in ("tokenise", "free_text"):  # what must be processed after the query wins
+        if b.rule.op == op:
+            return b
+        if a.rule.op == op:
+            return a
     return a

@@ -21,7 +21,7 @@ from gateway.policy.decision import ColumnRule, Decision, RowFilter
 from gateway.sql.aggregate import PERSONS_COLUMN, enforce_aggregate_only
 from gateway.sql.functions import check_functions
 from gateway.sql.lineage import LineageAnalysis, Origin
-from gateway.sql.masks import KeyRing, mask_expression, redact_keys
+from gateway.sql.masks import KeyRing, datatype, mask_expression, redact_keys
 from gateway.sql.statement import ParsedQuery
 
 SOURCE_ALIAS = "__src"
@@ -129,11 +129,13 @@ def _refuse_whole_row_refs(ast: exp.Expr) -> None:
 def _check_uses(analysis: LineageAnalysis) -> None:
     for ref in analysis.refs:
         origin = ref.origin
-        if origin.rule.op == "free_text":
+        if origin.rule.op in ("free_text", "tokenise"):
             if not ref.bare_projection:
+                why = ("it is scanned for personal data after the query" if origin.rule.op == "free_text"
+                       else "it is encrypted into tokens after the query")
                 raise AccessDenied(
-                    f"free-text column {origin.dataset}.{origin.column} may only be selected as it is "
-                    f"(rule {origin.rule.rule}): it is scanned for personal data after the query, so it "
+                    f"column {origin.dataset}.{origin.column} may only be selected as it is "
+                    f"(rule {origin.rule.rule}): {why}, so it "
                     "cannot be filtered, grouped, joined, ordered or passed to functions",
                     code="column_use_not_allowed",
                     rule=origin.rule.rule,
@@ -170,7 +172,7 @@ def _derived_table(
             continue
         raw = exp.column(col, table=SOURCE_ALIAS, quoted=True)
         masked = mask_expression(
-            raw, rule, column_type=col_meta.type, dialect=dialect, keys=keys, purpose=purpose
+            raw, rule, column_type=col_meta.type, dialect=dialect, keys=keys, purpose=purpose, arrow_side=True
         )
         projections.append(exp.alias_(masked, col, quoted=True))
     source = exp.Table(
@@ -207,7 +209,7 @@ def _filter_condition(row_filter: RowFilter, columns: dict[str, Column]) -> exp.
                                rule=row_filter.rule)
         days = int(row_filter.values[0])
         cutoff = exp.DateSub(this=exp.CurrentDate(), expression=exp.Literal.number(days), unit=exp.var("DAY"))
-        return exp.GTE(this=exp.Cast(this=target, to=exp.DataType.build("DATE")), expression=cutoff)
+        return exp.GTE(this=exp.Cast(this=target, to=datatype("DATE")), expression=cutoff)
     raise AccessDenied(f"unknown row filter operator {row_filter.op!r} in the policy", code="policy_invalid",
                        rule=row_filter.rule)
 
@@ -322,7 +324,7 @@ def rewrite(
             (purpose, str(rule.params.get("domain", "default")))
             for d in decision.datasets.values()
             for rule in d.columns.values()
-            if rule.op == "pseudonymise"
+            if rule.op in ("pseudonymise", "noise")
         }
     )
     return RewritePlan(

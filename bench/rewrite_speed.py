@@ -1,0 +1,112 @@
+"""Parse + rewrite time per query, cold and cached, and its share of the gateway's overhead.
+
+Representative analyst queries as anna (statistik). "cold" = parse, policy decision and rewrite with
+empty caches; "cached" = the same request again (parse, decision and plan caches hit). The share is
+the cold plan time against the gateway's whole overhead for the same query (bench/overhead.py method:
+end-to-end through the pipeline minus the same query run directly on DuckDB).
+
+    python bench/rewrite_speed.py [--rows 20000] [--repeat 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+
+from gateway.catalog import load_catalog
+from gateway.config import DEFAULT_POLICY_DIR
+from gateway.demo.data import generate_demo_database
+from gateway.identity.principal import Principal
+from gateway.pipeline import QueryRequest, RequestContext
+from gateway.policy.embedded import EmbeddedPolicyEngine
+from gateway.policy.engine import load_bundle
+from gateway.policy.inputs import build_input
+from gateway.sql.masks import KeyRing
+from gateway.sql.rewrite import rewrite
+from gateway.sql.statement import parse_query
+from gateway.sql.tables import referenced_datasets
+
+ANNA = Principal(subject="anna", username="anna", office="Amt für Statistik und Stadtforschung",
+                 roles=("analyst",), purposes=("statistik",), clearance="vertraulich")
+QUERIES = {
+    "point": "SELECT * FROM einwohner WHERE stadtteil = 'Mitte' AND zuzug_am = DATE '2017-12-09'",
+    "group": "SELECT stadtteil, geburtsdatum, count(*) AS n FROM einwohner GROUP BY 1, 2 ORDER BY n DESC",
+    "join": "SELECT e.stadtteil, s.flaeche_km2, count(*) FROM einwohner e JOIN stadtteile s "
+            "ON s.stadtteil = e.stadtteil GROUP BY 1, 2",
+    "cte+window": "WITH t AS (SELECT stadtteil, zuzug_am, vorname FROM einwohner WHERE plz LIKE '651%') "
+                  "SELECT stadtteil, vorname, row_number() OVER (PARTITION BY stadtteil ORDER BY zuzug_am) AS rn "
+                  "FROM t",
+    "union": "SELECT vorname AS n FROM einwohner UNION ALL SELECT nachname FROM einwohner",
+}
+
+
+def micros(fn: object, repeat: int) -> float:
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()  # type: ignore[operator]
+        samples.append((time.perf_counter() - started) * 1e6)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=200)
+    args = parser.parse_args()
+    catalog = load_catalog(DEFAULT_POLICY_DIR / "catalog.yaml")
+    bundle = load_bundle(DEFAULT_POLICY_DIR, catalog)
+    keys = KeyRing(master=b"k" * 32, key_id="bench")
+
+    uncached_engine = EmbeddedPolicyEngine(bundle, cache_size=0)
+
+    def cold(sql: str) -> None:
+        engine = uncached_engine
+        parsed = parse_query(sql)
+        decision = engine.decide(build_input(ANNA, "statistik", referenced_datasets(parsed.ast, catalog)))
+        rewrite(parsed, decision, catalog, target_dialect="duckdb", keys=keys, purpose="statistik",
+                max_rows_cap=1_000_000)
+
+    def rewrite_only(sql: str, decision: object) -> None:
+        rewrite(parse_query(sql), decision, catalog, target_dialect="duckdb", keys=keys,  # type: ignore[arg-type]
+                purpose="statistik", max_rows_cap=1_000_000)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        from gateway.config import Settings
+        from gateway.identity.settings import IdentitySettings
+        from gateway.runtime import build_runtime
+
+        data_dir = Path(tmp)
+        generate_demo_database(data_dir / "demo.duckdb", rows=args.rows)
+        raw = data_dir / "raw.duckdb"
+        raw.write_bytes((data_dir / "demo.duckdb").read_bytes())
+        direct = duckdb.connect(str(raw), read_only=True)
+        settings = Settings(data_dir=data_dir, identity=IdentitySettings(issuer="http://127.0.0.1:9"))
+        runtime = build_runtime(settings, create_keys=True)
+        gateway = runtime.gateway
+        engine = EmbeddedPolicyEngine(bundle)
+        print(f"{'query':<12}{'rewrite µs':>12}{'cold plan µs':>14}{'cached plan µs':>16}"
+              f"{'overhead ms':>13}{'plan share':>12}")
+        for label, sql in QUERIES.items():
+            parsed = parse_query(sql)
+            decision = engine.decide(build_input(ANNA, "statistik", referenced_datasets(parsed.ast, catalog)))
+            only = micros(lambda s=sql, d=decision: rewrite_only(s, d), args.repeat)
+            cold_us = micros(lambda s=sql: cold(s), max(10, args.repeat // 10))
+            request = QueryRequest(sql=sql, purpose="statistik")
+            gateway.plan(ANNA, request, RequestContext())
+            cached_us = micros(lambda r=request: gateway.plan(ANNA, r, RequestContext()), args.repeat)
+            end_to_end = micros(lambda r=request: gateway.run_query(ANNA, r, RequestContext()), 10) / 1000
+            base = micros(lambda s=sql: direct.sql(s).to_arrow_table(), 10) / 1000
+            overhead = max(end_to_end - base, 1e-9)
+            print(f"{label:<12}{only:>12.0f}{cold_us:>14.0f}{cached_us:>16.1f}{overhead:>13.2f}"
+                  f"{cold_us / 1000 / overhead:>11.0%}")
+        runtime.close()
+
+
+if __name__ == "__main__":
+    main()
