@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,12 @@ from connectors.duckdb import DuckDBConnector
 
 
 @pytest.fixture(scope="module")
-def connector(demo_dir: Path) -> DuckDBConnector:
-    return DuckDBConnector(demo_dir / "demo.duckdb")
+def connector(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> DuckDBConnector:
+    """A copy of the demo file: DuckDB allows one configuration per file and process, and the session's
+    gateway runtime may already hold the original."""
+    copy = tmp_path_factory.mktemp("duckdb-connector") / "demo.duckdb"
+    shutil.copyfile(demo_dir / "demo.duckdb", copy)
+    return DuckDBConnector(copy)
 
 
 @pytest.mark.parametrize("sql", [
