@@ -352,8 +352,9 @@ class TestExplain:
 
 
 def test_detokenise_needs_the_reidentification_role(api: Api) -> None:
-    response = api.client.post("/v1/detokenise", json={"purpose": "statistik", "domain": "person",
-                                                       "tokens": ["t_x.y"], "reason": "Rückfrage des Bürgeramts zum Fall"},
+    body = {"purpose": "statistik", "domain": "person", "tokens": ["t_x.y"],
+            "reason": "Rückfrage des Bürgeramts zum Fall"}
+    response = api.client.post("/v1/detokenise", json=body,
                                headers={"Authorization": f"Bearer {api.token('anna')}"})
     assert response.status_code == 403
     assert response.json()["code"] == "reidentification_not_permitted"

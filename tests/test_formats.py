@@ -93,7 +93,8 @@ def test_stream_is_audited_before_and_after(api: Api, runtime: Runtime) -> None:
 
 
 def test_aggregate_only_streams_pass_disclosure_control(api: Api) -> None:
-    sql = "SELECT stadtteil, staatsangehoerigkeit, count(*) AS n FROM einwohner GROUP BY stadtteil, staatsangehoerigkeit"
+    sql = ("SELECT stadtteil, staatsangehoerigkeit, count(*) AS n FROM einwohner "
+           "GROUP BY stadtteil, staatsangehoerigkeit")
     response = _post(api, "paula", sql, "stadtplanung", ACCEPT["arrow"])
     assert response.status_code == 200, response.text[:300]
     table = pa.ipc.open_stream(response.content).read_all()
