@@ -174,7 +174,7 @@ def _derived_table(
         masked = mask_expression(
             raw, rule, column_type=col_meta.type, dialect=dialect, keys=keys, purpose=purpose, arrow_side=True
         )
-        projections.append(exp.alias_(masked, col, quoted=True))
+        projections.append(exp.alias_(masked, col, quoted=True, copy=False))
     source = exp.Table(
         this=exp.to_identifier(meta.table, quoted=True),
         alias=exp.TableAlias(this=exp.to_identifier(SOURCE_ALIAS, quoted=True)),
@@ -182,7 +182,9 @@ def _derived_table(
     schema_name = catalog.connectors[meta.connector].schema_name
     if schema_name:
         source.set("db", exp.to_identifier(schema_name, quoted=True))
-    inner = exp.select(*projections).from_(source)
+    # built directly: the builder API copies every projection again (the plan cache makes this rare,
+    # but an uncached rewrite should stay around a millisecond or two)
+    inner = exp.Select(expressions=projections, from_=exp.From(this=source))
     for row_filter in ds_decision.row_filters:
         inner = inner.where(_filter_condition(row_filter, meta.columns), copy=False)
     alias = table.alias_or_name
