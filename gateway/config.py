@@ -41,6 +41,9 @@ class Settings(BaseSettings):
         default="embedded", description="embedded (regopy) or opa (OPA server)."
     )
     opa: OpaSettings = Field(default_factory=OpaSettings)
+    policy_reload_seconds: float = Field(default=2.0, ge=0, description=(
+        "Embedded backend: check the policy files this often and switch to a changed version once it "
+        "compiles and passes its Rego tests (0 turns reloading off)."))
     identity: IdentitySettings | None = Field(default=None, description="OIDC access-token verification.")
     audit_url: str | None = Field(
         default=None,

@@ -40,6 +40,11 @@ def load_key_ring(keys_dir: Path, *, create: bool) -> KeyRing:
 
 def build_policy_engine(settings: Settings, catalog: Catalog) -> PolicyEngine:
     bundle = load_bundle(settings.policy_dir, catalog)
+    if settings.policy_backend == "embedded" and settings.policy_reload_seconds > 0:
+        from gateway.policy.reload import ReloadingPolicyEngine
+
+        return ReloadingPolicyEngine(settings.policy_dir, settings.catalog_path,
+                                     poll_seconds=settings.policy_reload_seconds).start()
     if settings.policy_backend == "opa":
         from gateway.policy.opa import OpaPolicyEngine
 
@@ -106,6 +111,9 @@ class Runtime:
         self.closed = True
         self.verifier.close()
         self.gateway.sdc.close()
+        stop = getattr(self.gateway.policy, "stop", None)
+        if callable(stop):
+            stop()
         for connector in self.gateway.connectors.values():
             connector.close()
         self.gateway.audit.close()

@@ -358,3 +358,10 @@ def test_detokenise_needs_the_reidentification_role(api: Api) -> None:
                                headers={"Authorization": f"Bearer {api.token('anna')}"})
     assert response.status_code == 403
     assert response.json()["code"] == "reidentification_not_permitted"
+
+
+def test_healthz_reports_the_policy_reload_state(api: Api) -> None:
+    body = api.client.get("/healthz").json()
+    assert body["status"] == "ok"
+    assert body["policy_reload"]["version"] == body["policy_version"]
+    assert body["policy_reload"]["last_error"] is None

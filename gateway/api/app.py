@@ -206,11 +206,15 @@ def create_app(runtime: Runtime) -> FastAPI:
     @app.get("/healthz", response_model=Health, summary="Liveness and the policy version in force")
     def healthz() -> Health:
         seq, _ = gateway.audit.head()
+        status_of = getattr(gateway.policy, "status", None)
+        reload_status = status_of() if callable(status_of) else None
+        degraded = bool(reload_status and reload_status.get("last_error"))
         return Health(
-            status="ok",
+            status="degraded" if degraded else "ok",
             policy_version=gateway.policy.version,
             policy_backend=runtime.settings.policy_backend,
             audit_head_seq=seq,
+            policy_reload=reload_status,
         )
 
     return app

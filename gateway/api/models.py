@@ -109,3 +109,5 @@ class Health(BaseModel):
     policy_version: str
     policy_backend: str
     audit_head_seq: int
+    policy_reload: dict[str, Any] | None = Field(
+        default=None, description="Embedded backend: last reload, and the error that kept a new version out.")
