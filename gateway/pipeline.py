@@ -94,10 +94,17 @@ class QueryOutcome:
 _DENIAL_ORDER = (
     "catalog.unknown_dataset",
     "purpose_binding.purpose_not_held",
+    "residency.on_premises_only",
+    "legal_regime.rueckspielverbot",
     "separation_of_duties.oversight_no_personal_data",
     "purpose_binding.purpose_not_permitted",
     "abac.clearance_too_low",
     "abac.no_grant",
+    "time_bound.not_yet_valid",
+    "time_bound.outside_office_hours",
+    "sovereignty.no_data_use_agreement",
+    "sovereignty.cross_office_join_without_agreement",
+    "legal_regime.cross_regime_join",
 )
 
 

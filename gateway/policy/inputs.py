@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from gateway.identity.principal import Principal
 from gateway.policy.decision import PolicyInput
+
+#: office hours in grants are local time (regopy's time zone builtins crash: the weekday and clock come in)
+LOCAL_TZ = ZoneInfo("Europe/Berlin")
 
 
 def build_input(
@@ -33,5 +37,7 @@ def build_input(
         action={"operation": "SelectFromColumns", "purpose": purpose},
         resource={"datasets": sorted(datasets)},
         # minute resolution: time-bound grants take effect to the minute, and decisions can be cached
-        context={"time": moment.strftime("%Y-%m-%dT%H:%M:00Z"), "client_address": client_address or ""},
+        context={"time": moment.strftime("%Y-%m-%dT%H:%M:00Z"), "client_address": client_address or "",
+                 "local_weekday": moment.astimezone(LOCAL_TZ).isoweekday(),
+                 "local_time": moment.astimezone(LOCAL_TZ).strftime("%H:%M")},
     )
