@@ -53,6 +53,30 @@ def audit_verify(data_dir: Path, config: Path | None, from_seq: int | None) -> i
     return 1
 
 
+def audit_prune(data_dir: Path, config: Path | None, before: str) -> int:
+    """Delete records older than ``before`` through gateway.audit.prune (verifies first, signs an anchor)."""
+    from datetime import UTC, datetime
+
+    from gateway.audit import load_or_create_keys, open_store, prune, verify
+
+    cutoff = datetime.fromisoformat(before)
+    cutoff = cutoff.replace(tzinfo=UTC) if cutoff.tzinfo is None else cutoff
+    settings = _settings(data_dir, config)
+    keys_dir = settings.resolved_keys_dir()
+    if not keys_dir.exists():
+        raise FileNotFoundError(f"audit keys directory {keys_dir} is missing")
+    keys = load_or_create_keys(keys_dir)
+    store = open_store(settings.resolved_audit_url(), keys.signing_key)
+    try:
+        deleted = prune(store, cutoff, keys.signing_key)
+        report = verify(store, keys.public_key)
+    finally:
+        store.close()
+    print(f"pruned {deleted} records older than {cutoff.isoformat()}; the remaining chain "
+          f"{'verifies' if report.ok else 'DOES NOT verify: ' + str(report.problem)}")
+    return 0 if report.ok else 1
+
+
 def policy_command(command: str, policy_dir: Path | None, catalog: Path | None) -> int:
     policy_dir = policy_dir or DEFAULT_POLICY_DIR
     catalog = catalog or policy_dir / "catalog.yaml"

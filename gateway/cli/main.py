@@ -51,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--from", dest="from_seq", type=int, default=None)
     verify.add_argument("--config", type=Path, default=None)
     _data_dir_arg(verify)
+    prune = audit_sub.add_parser("prune", help="retention: delete records older than a date, keeping a signed "
+                                               "anchor so the rest of the chain still verifies")
+    prune.add_argument("--before", required=True, help="ISO date or time (UTC), e.g. 2025-01-01")
+    prune.add_argument("--config", type=Path, default=None)
+    _data_dir_arg(prune)
     from gateway.cli.audit_commands import register_audit_commands
 
     register_audit_commands(audit_sub)
@@ -112,6 +117,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return query_command(args)
     if args.command == "audit":
+        if args.audit_command == "prune":
+            from gateway.cli.commands import audit_prune
+
+            return audit_prune(args.data_dir, args.config, args.before)
         if args.audit_command != "verify":
             from gateway.cli.audit_commands import run_audit_command
 
