@@ -87,14 +87,9 @@ def filter_from_args(args: argparse.Namespace) -> AuditFilter:
 
 
 def settings_from_args(data_dir: Path, config: Path | None) -> Settings:
-    from gateway.config import Settings, load_settings
+    from gateway.cli.commands import settings_for
 
-    if config is not None:
-        return load_settings(config)
-    demo_config = data_dir / "gateway.yaml"
-    if demo_config.exists():
-        return load_settings(demo_config)
-    return Settings(data_dir=data_dir)
+    return settings_for(data_dir, config)
 
 
 def run_audit_command(args: argparse.Namespace) -> int:

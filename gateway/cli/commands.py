@@ -9,10 +9,6 @@ from gateway.config import DEFAULT_POLICY_DIR, Settings, load_settings
 
 def settings_for(data_dir: Path, config: Path | None) -> Settings:
     """Settings from ``--config``, else the demo's config in the data dir, else defaults."""
-    return _settings(data_dir, config)
-
-
-def _settings(data_dir: Path, config: Path | None) -> Settings:
     if config is not None:
         return load_settings(config)
     demo_config = data_dir / "gateway.yaml"
@@ -27,7 +23,7 @@ def audit_verify(data_dir: Path, config: Path | None, from_seq: int | None) -> i
     from gateway.audit import load_public_key, open_store, verify
     from gateway.audit.keys import PUBLIC_KEY_FILE
 
-    settings = _settings(data_dir, config)
+    settings = settings_for(data_dir, config)
     public_key_path = settings.resolved_keys_dir() / PUBLIC_KEY_FILE
     if not public_key_path.exists():
         raise FileNotFoundError(f"audit public key {public_key_path} is missing")
@@ -61,7 +57,7 @@ def audit_prune(data_dir: Path, config: Path | None, before: str) -> int:
 
     cutoff = datetime.fromisoformat(before)
     cutoff = cutoff.replace(tzinfo=UTC) if cutoff.tzinfo is None else cutoff
-    settings = _settings(data_dir, config)
+    settings = settings_for(data_dir, config)
     keys_dir = settings.resolved_keys_dir()
     if not keys_dir.exists():
         raise FileNotFoundError(f"audit keys directory {keys_dir} is missing")
