@@ -24,6 +24,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+#: a client address inside the city's network (the policy's residency rule checks it)
+INTERNAL = "127.0.0.1"
+
 REPO = Path(__file__).resolve().parent.parent
 BOUNDS = (0.0, 2500.0)
 QUERIES = {
@@ -110,7 +113,8 @@ def run_gateway(db: Path, epsilon: float, runs: int) -> dict[str, dict[str, Any]
             answers, started = [], time.perf_counter()
             for _ in range(runs):
                 outcome = runtime.gateway.run_query(
-                    principal, QueryRequest(sql.format(t="sozialleistungen"), "sozialplanung"), RequestContext()
+                    principal, QueryRequest(sql.format(t="sozialleistungen"), "sozialplanung"),
+                    RequestContext(client_address=INTERNAL),
                 )
                 table = outcome.table.to_pylist()
                 key, value = outcome.table.column_names[:2]

@@ -96,8 +96,9 @@ class DuckDBConnector:
             reader: pa.RecordBatchReader = cursor.sql(sql).to_arrow_reader(_BATCH_ROWS)
             first = next(iter(reader), None)
         except duckdb.Error as exc:
+            error = fail(exc)  # before finish(): a cancelled timer would look like a fired one
             finish()
-            raise fail(exc) from exc
+            raise error from exc
         state = {"truncated": False}
 
         def batches() -> Iterator[pa.RecordBatch]:

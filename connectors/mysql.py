@@ -20,6 +20,10 @@ backtick identifiers and backslash-escaped string literals: ``ANSI_QUOTES`` and
 ``ONLY_FULL_GROUP_BY`` makes the server refuse a non-aggregated column that is not grouped
 instead of returning the value of an arbitrary row. Multi-statement support is never enabled, so a
 query string can only ever be one statement.
+
+``stream()`` reads the same unbuffered result batch by batch as the consumer asks for it. A session
+whose result was not read to the end never goes back to the pool: its query is killed and the
+session closed.
 """
 
 from __future__ import annotations
@@ -38,9 +42,18 @@ import pymysql
 import pymysql.cursors
 from pymysql.constants import FIELD_TYPE, FLAG
 
-from connectors.base import ConnectorTimeout, ConnectorUnavailable, QueryRejected, QueryResult
+from connectors.base import (
+    ConnectorTimeout,
+    ConnectorUnavailable,
+    QueryRejected,
+    QueryResult,
+    StreamResult,
+    Watchdog,
+    bounded_stream,
+)
 
-_BATCH_ROWS = 5_000
+#: rows per fetchmany (execute) and per Arrow record batch (stream)
+_BATCH_ROWS = 10_000
 _SQL_MODE = "ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION"
 _BINARY_CHARSET = 63
 
@@ -142,17 +155,28 @@ def _to_text(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def _build_table(fields: list[Any], rows: list[tuple[Any, ...]]) -> pa.Table:
+def _columns(fields: list[Any]) -> tuple[pa.Schema, list[Callable[[Any], Any] | None]]:
+    """The Arrow schema of a result (from its field metadata alone) and the per-column conversions."""
+    types = [_arrow_type(field) for field in fields]
+    schema = pa.schema([pa.field(str(field.name), arrow_type) for field, (arrow_type, _) in zip(fields, types,
+                                                                                             strict=True)])
+    return schema, [convert for _, convert in types]
+
+
+def _arrays(schema: pa.Schema, converts: list[Callable[[Any], Any] | None],
+            rows: list[tuple[Any, ...]]) -> list[pa.Array]:
     arrays: list[pa.Array] = []
-    schema_fields: list[pa.Field] = []
-    for index, field in enumerate(fields):
-        arrow_type, convert = _arrow_type(field)
+    for index, (field, convert) in enumerate(zip(schema, converts, strict=True)):
         values = [row[index] for row in rows]
         if convert is not None:
             values = [None if v is None else convert(v) for v in values]
-        arrays.append(pa.array(values, type=arrow_type))
-        schema_fields.append(pa.field(str(field.name), arrow_type))
-    return pa.Table.from_arrays(arrays, schema=pa.schema(schema_fields))
+        arrays.append(pa.array(values, type=field.type))
+    return arrays
+
+
+def _build_table(fields: list[Any], rows: list[tuple[Any, ...]]) -> pa.Table:
+    schema, converts = _columns(fields)
+    return pa.Table.from_arrays(_arrays(schema, converts, rows), schema=schema)
 
 
 class MySQLConnector:
@@ -230,8 +254,11 @@ class MySQLConnector:
         with contextlib.suppress(Exception):
             conn.close()
 
-    def _kill(self, thread_id: int) -> None:
-        """The watchdog: ``KILL QUERY`` from a second session, if the server-side limit failed."""
+    def _kill(self, thread_id: int) -> bool:
+        """``KILL QUERY`` from a second session (the watchdog, if the server-side limit failed).
+
+        True: the kill may have been sent, so the session must not be pooled again.
+        """
         with contextlib.suppress(Exception):
             killer = self._connect()
             try:
@@ -239,6 +266,7 @@ class MySQLConnector:
                     cur.execute(f"KILL QUERY {int(thread_id)}")
             finally:
                 killer.close()
+        return True
 
     def _map_error(self, exc: Exception, timeout_s: float) -> Exception:
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
@@ -266,7 +294,8 @@ class MySQLConnector:
                                            internal_detail=self._scrub(f"{type(exc).__name__}: {exc}")
                                            ) from None
             reusable = False
-            watchdog = threading.Timer(timeout_s + _WATCHDOG_GRACE_S, self._kill, (conn.thread_id(),))
+            thread_id = conn.thread_id()
+            watchdog = Watchdog(timeout_s + _WATCHDOG_GRACE_S, lambda: self._kill(thread_id))
             try:
                 table, reusable = self._run(conn, sql, max_rows=max_rows, timeout_s=timeout_s,
                                             watchdog=watchdog)
@@ -281,15 +310,16 @@ class MySQLConnector:
                 raise QueryRejected("the result could not be converted",
                                     internal_detail=self._scrub(str(exc))) from None
             finally:
-                watchdog.cancel()
-                self._checkin(conn, reusable=reusable)
+                # a session the watchdog's KILL QUERY was sent to is never pooled again
+                killed = watchdog.disarm()
+                self._checkin(conn, reusable=reusable and not killed)
         finally:
             self._slots.release()
         truncated = table.num_rows > max_rows
         return QueryResult(table=table.slice(0, max_rows) if truncated else table, truncated=truncated)
 
     def _run(self, conn: pymysql.connections.Connection[Any], sql: str, *, max_rows: int, timeout_s: float,
-             watchdog: threading.Timer) -> tuple[pa.Table, bool]:
+             watchdog: Watchdog) -> tuple[pa.Table, bool]:
         with conn.cursor() as setup:
             if self._is_mariadb:
                 setup.execute("SET SESSION max_statement_time = %s", (max(timeout_s, 0.001),))
@@ -330,6 +360,52 @@ class MySQLConnector:
             raise ConnectorTimeout(f"the query ran longer than {timeout_s:g} s")
         return _build_table(fields, rows), True
 
+    def stream(self, sql: str, *, max_rows: int, timeout_s: float) -> StreamResult:
+        """Stream record batches of up to ``batch_rows`` rows from an unbuffered (SSCursor) result.
+
+        The first batch is fetched here, so that errors in the statement surface before any data is
+        handed on. The pooled session is held until the batches are exhausted, ``close()`` is called or
+        the batches are garbage collected. A session whose result was not read to the end is never
+        returned to the pool: its query is killed (``KILL QUERY`` from a second session) and the
+        session closed. ``timeout_s`` bounds the whole stream, including the time the consumer spends
+        between batches (the server's own limit counts that time as well).
+        """
+        if self._closed:
+            raise ConnectorUnavailable("the MySQL/MariaDB connector is closed")
+        if max_rows < 0:
+            raise ValueError("max_rows must not be negative")
+        started = time.monotonic()
+        if not self._slots.acquire(timeout=self._connect_timeout_s + timeout_s):
+            raise ConnectorUnavailable("all MySQL/MariaDB connections are busy")
+        try:
+            conn = self._checkout()
+        except (pymysql.Error, OSError) as exc:
+            self._slots.release()
+            raise ConnectorUnavailable("the MySQL/MariaDB database is not reachable",
+                                       internal_detail=self._scrub(f"{type(exc).__name__}: {exc}")) from None
+        except BaseException:
+            self._slots.release()
+            raise
+        session = _MySQLStream(self, conn, timeout_s=timeout_s, started=started)
+        try:
+            fields = session.open(sql)
+            schema, converts = _columns(fields)
+            first_rows, first_more = session.fetch(min(self._batch_rows, max_rows + 1))
+            first = session.convert(schema, converts, first_rows)
+            del first_rows
+        except BaseException:
+            session.release()
+            raise
+
+        def fetch_next(limit: int) -> tuple[pa.RecordBatch, bool]:
+            rows, more = session.fetch(limit)
+            return session.convert(schema, converts, rows), more
+
+        # with the rewriter's LIMIT max_rows + 1, reading the end after a truncation keeps the session clean
+        # for the pool
+        return bounded_stream(first, first_more, fetch_next, max_rows=max_rows, batch_rows=self._batch_rows,
+                              release=session.release, on_truncate=session.read_end)
+
     def close(self) -> None:
         self._closed = True
         while True:
@@ -339,3 +415,127 @@ class MySQLConnector:
                 return
             with contextlib.suppress(Exception):
                 conn.close()
+
+
+class _MySQLStream:
+    """The state of one streamed query: its pooled session, unbuffered cursor and deadline.
+
+    ``fetch`` and ``release`` may be called from different threads; a lock keeps them apart (pymysql
+    sessions are not thread-safe), and ``release`` kills a query that is still sending rows first.
+    """
+
+    def __init__(self, owner: MySQLConnector, conn: pymysql.connections.Connection[Any], *, timeout_s: float,
+                 started: float) -> None:
+        self._owner = owner
+        self._conn = conn
+        self._thread_id = conn.thread_id()
+        self._timeout_s = timeout_s
+        self._deadline = started + timeout_s
+        self._cursor: pymysql.cursors.SSCursor | None = None
+        self._lock = threading.Lock()
+        self._released = False
+        self._reusable = True  # False once an error or a kill may have left the session in doubt
+        self._watchdog = Watchdog(timeout_s + _WATCHDOG_GRACE_S, lambda: owner._kill(self._thread_id))
+
+    def _timed_out(self, detail: str = "") -> ConnectorTimeout:
+        return ConnectorTimeout(f"the query ran longer than {self._timeout_s:g} s", internal_detail=detail)
+
+    def _mapped(self, exc: Exception) -> Exception:
+        mapped = self._owner._map_error(exc, self._timeout_s)
+        if isinstance(mapped, ConnectorUnavailable) or not self._conn.open:
+            self._reusable = False
+        if isinstance(mapped, QueryRejected) and self._watchdog.fired:
+            return self._timed_out(mapped.internal_detail)
+        return mapped
+
+    def _pending(self) -> bool:
+        result = self._cursor._result if self._cursor is not None else None
+        return result is not None and bool(result.unbuffered_active)
+
+    def open(self, sql: str) -> list[Any]:
+        """Set the time limit, start the READ ONLY transaction and send the query; its result fields."""
+        owner = self._owner
+        with self._lock:
+            try:
+                with self._conn.cursor() as setup:
+                    if owner._is_mariadb:
+                        setup.execute("SET SESSION max_statement_time = %s", (max(self._timeout_s, 0.001),))
+                    else:
+                        setup.execute("SET SESSION max_execution_time = %s", (max(1, int(self._timeout_s * 1000)),))
+                    setup.execute("START TRANSACTION READ ONLY")
+                self._cursor = pymysql.cursors.SSCursor(self._conn)
+                self._watchdog.start()
+                self._cursor.execute(sql)  # not "%"-formatted: no arguments are passed
+            except (pymysql.Error, OSError) as exc:
+                raise self._mapped(exc) from None
+            fields = list(getattr(self._cursor._result, "fields", None) or [])
+        if not fields:
+            # not a query (DO, SET, ... INTO OUTFILE): nothing to return, and nothing we asked for
+            raise QueryRejected("the statement returned no result set")
+        return fields
+
+    def fetch(self, size: int) -> tuple[list[tuple[Any, ...]], bool]:
+        """Up to ``size`` rows, and whether the result may hold more."""
+        with self._lock:
+            if self._released or self._cursor is None:
+                return [], False  # closed by the consumer: end quietly
+            if time.monotonic() >= self._deadline:
+                raise self._timed_out("deadline passed between batches")
+            try:
+                rows = list(self._cursor.fetchmany(size))
+            except (pymysql.Error, OSError) as exc:
+                raise self._mapped(exc) from None
+            more = self._pending()
+        if not more and self._watchdog.fired:
+            # the watchdog's KILL QUERY may have cut the result short without an error
+            self._reusable = False
+            raise self._timed_out("the watchdog killed the query")
+        return rows, more
+
+    def read_end(self) -> None:
+        """After ``max_rows + 1`` rows: read one more row, which is the end marker under a LIMIT."""
+        with self._lock, contextlib.suppress(pymysql.Error, OSError):
+            if not self._released and self._cursor is not None and self._pending():
+                self._cursor.fetchone()
+
+    def convert(self, schema: pa.Schema, converts: list[Callable[[Any], Any] | None],
+                rows: list[tuple[Any, ...]]) -> pa.RecordBatch:
+        try:
+            return pa.RecordBatch.from_arrays(_arrays(schema, converts, rows), schema=schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+            raise QueryRejected("the result could not be converted",
+                                internal_detail=self._owner._scrub(str(exc))) from None
+
+    def release(self) -> None:
+        """Give the session back clean, or kill its query and close it (idempotent, any thread)."""
+        if self._released:
+            return
+        if self._lock.locked():
+            # a fetch is running in another thread: stop the query so that it returns promptly
+            self._watchdog.fire_now()
+            self._reusable = False
+        with self._lock:
+            if self._released:
+                return
+            self._released = True
+        killed = self._watchdog.disarm()  # no KILL QUERY can land after this, on a later caller's query
+        conn = self._conn
+        try:
+            if self._pending():
+                # rows left unread: draining them could take long, and the session must not go back
+                # to the pool with them; stop the query on the server and drop the session
+                self._reusable = False
+                self._owner._kill(self._thread_id)
+                if self._cursor is not None and self._cursor._result is not None:
+                    # or pymysql would try to drain the rest when the cursor is collected
+                    self._cursor._result.unbuffered_active = False
+            elif self._reusable and not killed and conn.open:
+                try:
+                    if self._cursor is not None:
+                        self._cursor.close()
+                    conn.rollback()
+                except (pymysql.Error, OSError):
+                    self._reusable = False
+            self._owner._checkin(conn, reusable=self._reusable and not killed)
+        finally:
+            self._owner._slots.release()

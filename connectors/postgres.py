@@ -15,10 +15,16 @@ holds only ``pg_*`` relations) and temporary objects are searched last.
 
 Results are built as Arrow with explicit types from the column type OIDs, so a NUMERIC(10,2) is a
 decimal128(10, 2), a DATE a date32 and NULLs stay NULL, whatever the first rows look like.
+
+``execute()`` runs the FETCHes back to back and returns one table; ``stream()`` sends each FETCH only
+when the consumer asks for the next record batch, holding the pooled connection (and its transaction)
+until the stream ends or is closed. The only type decided from values, the scale of an unconstrained
+NUMERIC, comes from all rows in ``execute()`` and from the first batch in ``stream()``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -34,9 +40,18 @@ from psycopg import sql as pg_sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from connectors.base import ConnectorTimeout, ConnectorUnavailable, QueryRejected, QueryResult
+from connectors.base import (
+    ConnectorTimeout,
+    ConnectorUnavailable,
+    QueryRejected,
+    QueryResult,
+    StreamResult,
+    Watchdog,
+    bounded_stream,
+)
 
-_BATCH_ROWS = 5_000
+#: rows per FETCH (execute) and per Arrow record batch (stream)
+_BATCH_ROWS = 10_000
 _APPLICATION_NAME = "municipal-data-gateway"
 
 #: sessions are created with these settings; the per-query ``set_config`` calls pin them again
@@ -165,19 +180,38 @@ def _decimal_type(values: Sequence[Any]) -> pa.DataType:
     return pa.float64()
 
 
-def _build_table(specs: list[_ColumnSpec], rows: list[tuple[Any, ...]]) -> pa.Table:
+def _arrays(specs: list[_ColumnSpec], rows: list[tuple[Any, ...]],
+            types: Sequence[pa.DataType | None]) -> tuple[list[pa.Array], list[pa.Field]]:
+    """One Arrow array per column; ``types[i]`` fixes an unconstrained NUMERIC column's type (None: infer)."""
     arrays: list[pa.Array] = []
     fields: list[pa.Field] = []
     for index, spec in enumerate(specs):
         values = [row[index] for row in rows]
         if spec.convert is not None:
             values = [None if v is None else spec.convert(v) for v in values]
-        arrow_type = spec.type if spec.type is not None else _decimal_type(values)
+        arrow_type = spec.type if spec.type is not None else types[index]
+        if arrow_type is None:
+            arrow_type = _decimal_type(values)
         if pa.types.is_floating(arrow_type) and spec.type is None:
             values = [None if v is None else float(v) for v in values]
         arrays.append(pa.array(values, type=arrow_type))
         fields.append(pa.field(spec.name, arrow_type))
+    return arrays, fields
+
+
+def _build_table(specs: list[_ColumnSpec], rows: list[tuple[Any, ...]]) -> pa.Table:
+    """All rows at once: an unconstrained NUMERIC column gets the largest scale of all its values."""
+    arrays, fields = _arrays(specs, rows, [None] * len(specs))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _build_batch(specs: list[_ColumnSpec], rows: list[tuple[Any, ...]], schema: pa.Schema | None) -> pa.RecordBatch:
+    """One streamed batch. Without ``schema`` (the first batch) the types are inferred as in
+    ``_build_table``; afterwards the first batch's schema is kept, so a later value of an unconstrained
+    NUMERIC column that needs more fractional digits fails (ArrowInvalid) instead of being rounded."""
+    types = [None] * len(specs) if schema is None else [f.type for f in schema]
+    arrays, fields = _arrays(specs, rows, types)
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields) if schema is None else schema)
 
 
 class PostgresConnector:
@@ -276,21 +310,33 @@ class PostgresConnector:
         truncated = table.num_rows > max_rows
         return QueryResult(table=table.slice(0, max_rows) if truncated else table, truncated=truncated)
 
+    def _begin(self, conn: psycopg.Connection[Any], timeout_ms: int) -> None:
+        with conn.cursor() as setup:
+            # BEGIN READ ONLY is sent implicitly (autocommit off, conn.read_only); all settings are
+            # transaction-local, so the ROLLBACK at the end undoes anything the query might change
+            setup.execute(
+                "SELECT set_config('statement_timeout', %s, true),"
+                " set_config('idle_in_transaction_session_timeout', %s, true),"
+                " set_config('transaction_read_only', 'on', true),"
+                " set_config('search_path', coalesce(%s, current_setting('search_path')), true)",
+                (str(timeout_ms), str(timeout_ms + 5_000), self._search_path),
+            )
+
+    @staticmethod
+    def _declare(conn: psycopg.Connection[Any], sql: str) -> psycopg.ServerCursor[Any]:
+        cursor = conn.cursor(name=f"gw_{uuid.uuid4().hex}", scrollable=False, withhold=False)
+        try:
+            cursor.execute(sql)  # DECLARE ... CURSOR FOR <sql>, extended protocol: one statement
+        except BaseException:
+            with contextlib.suppress(psycopg.Error):
+                cursor.close()
+            raise
+        return cursor
+
     def _run(self, conn: psycopg.Connection[Any], sql: str, *, max_rows: int, timeout_ms: int) -> pa.Table:
         try:
-            with conn.cursor() as setup:
-                # BEGIN READ ONLY is sent implicitly (autocommit off, conn.read_only); all settings are
-                # transaction-local, so the ROLLBACK below undoes anything the query might change
-                setup.execute(
-                    "SELECT set_config('statement_timeout', %s, true),"
-                    " set_config('idle_in_transaction_session_timeout', %s, true),"
-                    " set_config('transaction_read_only', 'on', true),"
-                    " set_config('search_path', coalesce(%s, current_setting('search_path')), true)",
-                    (str(timeout_ms), str(timeout_ms + 5_000), self._search_path),
-                )
-            name = f"gw_{uuid.uuid4().hex}"
-            with conn.cursor(name=name, scrollable=False, withhold=False) as cursor:
-                cursor.execute(sql)  # DECLARE ... CURSOR FOR <sql>, extended protocol: one statement
+            self._begin(conn, timeout_ms)
+            with self._declare(conn, sql) as cursor:
                 description = cursor.description or []
                 specs = [_column_spec(c) for c in description]
                 rows: list[tuple[Any, ...]] = []
@@ -305,9 +351,156 @@ class PostgresConnector:
             if not conn.closed:
                 conn.rollback()
 
+    def stream(self, sql: str, *, max_rows: int, timeout_s: float) -> StreamResult:
+        """Stream record batches of up to ``batch_rows`` rows from a server-side cursor.
+
+        The first batch is fetched here, so that errors in the statement surface before any data is
+        handed on and the schema is known. The pooled connection (and its READ ONLY transaction) is
+        held until the batches are exhausted, ``close()`` is called or the StreamResult is garbage
+        collected; then the transaction is rolled back and the connection goes back to the pool.
+        ``timeout_s`` bounds the whole stream, including the time the consumer spends between batches.
+        """
+        if self._closed:
+            raise ConnectorUnavailable("the PostgreSQL connector is closed")
+        if max_rows < 0:
+            raise ValueError("max_rows must not be negative")
+        started = time.monotonic()
+        try:
+            conn = self._pool.getconn(timeout=self._connect_timeout_s)
+        except PoolTimeout as exc:
+            raise ConnectorUnavailable(
+                "the PostgreSQL database is not reachable (no connection within "
+                f"{self._connect_timeout_s:g} s)", internal_detail=self._scrub(str(exc))) from None
+        session = _PgStream(self, conn, timeout_s=timeout_s, started=started)
+        try:
+            session.open(sql)
+            specs = [_column_spec(c) for c in session.description()]
+            first_rows, first_more = session.fetch(min(self._batch_rows, max_rows + 1))
+            first = session.convert(specs, first_rows, None)
+        except BaseException:
+            session.release()
+            raise
+        schema = first.schema
+
+        def fetch_next(limit: int) -> tuple[pa.RecordBatch, bool]:
+            rows, more = session.fetch(limit)
+            return session.convert(specs, rows, schema), more
+
+        return bounded_stream(first, first_more, fetch_next, max_rows=max_rows, batch_rows=self._batch_rows,
+                              release=session.release)
+
     def close(self) -> None:
         with self._lock:
             if self._closed:
                 return
             self._closed = True
         self._pool.close()
+
+
+class _PgStream:
+    """The state of one streamed query: its pooled connection, server-side cursor and deadline.
+
+    ``fetch`` and ``release`` may be called from different threads (a web server iterates the batches
+    in a worker thread); a lock keeps a FETCH and the final ROLLBACK apart, and ``release`` first
+    cancels a FETCH that is still running, so that it need not wait for it.
+    """
+
+    def __init__(self, owner: PostgresConnector, conn: psycopg.Connection[Any], *, timeout_s: float,
+                 started: float) -> None:
+        self._owner = owner
+        self._conn = conn
+        self._timeout_s = timeout_s
+        self._started = started
+        self._deadline = started + timeout_s
+        self._cursor: psycopg.ServerCursor[Any] | None = None
+        self._lock = threading.Lock()
+        self._busy = False
+        self._released = False
+        # statement_timeout limits each statement (DECLARE, every FETCH); this watchdog cancels a FETCH
+        # still running when the stream's time is up, and fetch() refuses to start one after it
+        self._watchdog = Watchdog(timeout_s, self._cancel_if_busy)
+
+    def _timed_out(self, detail: str = "") -> ConnectorTimeout:
+        return ConnectorTimeout(f"the query ran longer than {self._timeout_s:g} s", internal_detail=detail)
+
+    def _mapped(self, exc: psycopg.Error) -> Exception:
+        mapped = self._owner._map_error(exc, self._timeout_s)
+        if isinstance(mapped, QueryRejected) and time.monotonic() >= self._deadline:
+            return self._timed_out(mapped.internal_detail)
+        return mapped
+
+    def _cancel_if_busy(self) -> bool:
+        if not self._busy:
+            return False
+        self._conn.cancel_safe(timeout=2.0)
+        return True
+
+    def open(self, sql: str) -> None:
+        timeout_ms = max(1, int(self._timeout_s * 1000))
+        with self._lock:
+            self._busy = True
+            self._watchdog.start()
+            try:
+                self._owner._begin(self._conn, timeout_ms)
+                self._cursor = self._owner._declare(self._conn, sql)
+            except psycopg.Error as exc:
+                raise self._mapped(exc) from None
+            finally:
+                self._busy = False
+
+    def description(self) -> list[Any]:
+        assert self._cursor is not None
+        return list(self._cursor.description or [])
+
+    def fetch(self, size: int) -> tuple[list[tuple[Any, ...]], bool]:
+        """Up to ``size`` rows, and whether the cursor may hold more."""
+        with self._lock:
+            if self._released or self._cursor is None:
+                return [], False  # closed by the consumer: end quietly
+            if time.monotonic() >= self._deadline:
+                raise self._timed_out("deadline passed between batches")
+            self._busy = True
+            try:
+                rows = self._cursor.fetchmany(size)
+            except psycopg.Error as exc:
+                raise self._mapped(exc) from None
+            finally:
+                self._busy = False
+        return rows, len(rows) == size
+
+    def convert(self, specs: list[_ColumnSpec], rows: list[tuple[Any, ...]],
+                schema: pa.Schema | None) -> pa.RecordBatch:
+        try:
+            return _build_batch(specs, rows, schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+            detail = self._owner._scrub(str(exc))
+            if schema is not None:
+                detail += (" (a streamed result keeps the column types of its first batch; cast an "
+                           "unconstrained NUMERIC to NUMERIC(p,s) in SQL)")
+            raise QueryRejected("the result could not be converted", internal_detail=detail) from None
+
+    def release(self) -> None:
+        """Roll back and return the connection to the pool (idempotent, any thread)."""
+        if self._released:
+            return
+        self._watchdog.fire_now()  # stops a FETCH still running in another thread
+        with self._lock:
+            if self._released:
+                return
+            self._released = True
+        # a cancel request may still reach the server after this point: that session is not reused
+        cancelled = self._watchdog.disarm()
+        conn = self._conn
+        try:
+            if cancelled:
+                conn.close()
+            elif not conn.closed:
+                conn.rollback()  # also closes the cursor (WITHOUT HOLD)
+            if self._cursor is not None:
+                self._cursor.close()
+        except Exception:  # a broken connection: the pool replaces it
+            with contextlib.suppress(Exception):
+                conn.close()
+        finally:
+            with contextlib.suppress(Exception):
+                self._owner._pool.putconn(conn)

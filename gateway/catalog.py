@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -47,6 +47,31 @@ class ConnectorConfig(BaseModel):
     schema_name: str | None = Field(default=None, alias="schema")
 
 
+class Residency(BaseModel):
+    """Where a dataset lives and where it may be served (data sovereignty)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stored_in: str = Field(description="Where the data is kept, e.g. 'Rechenzentrum der Stadt'.")
+    serve: Literal["anywhere", "on_premises"] = Field(
+        default="anywhere",
+        description="on_premises: released only to clients inside the policy's internal networks.",
+    )
+
+
+class Retention(BaseModel):
+    """Deletion period (Löschfrist): rows older than ``days`` (by ``column``) are invisible to every query."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    column: str = Field(description="The date or timestamp column the period runs from.")
+    days: int = Field(ge=1, description="Deletion period in days.")
+    category: str = Field(description="Retention category, named in decisions and docs.")
+    keep_null: bool = Field(
+        default=False, description="Rows whose date is NULL (e.g. a case still open) stay visible."
+    )
+
+
 class Dataset(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -58,6 +83,8 @@ class Dataset(BaseModel):
     legal_regime: str
     purposes: tuple[str, ...]
     person_key: str | None = None
+    residency: Residency | None = None
+    retention: Retention | None = None
     columns: dict[str, Column]
 
     @field_validator("columns")
@@ -83,20 +110,27 @@ class Catalog(BaseModel):
 
     def as_policy_data(self) -> dict[str, Any]:
         """The catalog as the policy sees it (``data.catalog``)."""
-        return {
-            name: {
-                "owner": ds.owner,
-                "classification": ds.classification.value,
-                "legal_regime": ds.legal_regime,
-                "purposes": list(ds.purposes),
-                "person_key": ds.person_key,
-                "connector": ds.connector,
-                "columns": {
-                    col: {"class": c.pd_class.value, "type": c.type} for col, c in ds.columns.items()
-                },
-            }
-            for name, ds in self.datasets.items()
+        return {name: self._policy_entry(ds) for name, ds in self.datasets.items()}
+
+    @staticmethod
+    def _policy_entry(ds: Dataset) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "owner": ds.owner,
+            "classification": ds.classification.value,
+            "legal_regime": ds.legal_regime,
+            "purposes": list(ds.purposes),
+            "person_key": ds.person_key,
+            "connector": ds.connector,
+            "columns": {
+                col: {"class": c.pd_class.value, "type": c.type} for col, c in ds.columns.items()
+            },
         }
+        # optional parts are left out when unset: Rego tests presence (`data.catalog[d].retention`)
+        if ds.residency is not None:
+            entry["residency"] = ds.residency.model_dump()
+        if ds.retention is not None:
+            entry["retention"] = ds.retention.model_dump()
+        return entry
 
 
 def load_catalog(path: Path) -> Catalog:
@@ -106,6 +140,8 @@ def load_catalog(path: Path) -> Catalog:
     for name, ds in catalog.datasets.items():
         if ds.connector not in catalog.connectors:
             raise ValueError(f"dataset {name!r} names unknown connector {ds.connector!r}")
+        if ds.retention is not None and ds.retention.column not in ds.columns:
+            raise ValueError(f"dataset {name!r}: retention column {ds.retention.column!r} is not one of its columns")
         if ds.person_key is not None and ds.person_key not in ds.columns:
             raise ValueError(f"dataset {name!r}: person_key {ds.person_key!r} is not one of its columns")
     return catalog

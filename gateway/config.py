@@ -24,6 +24,9 @@ DEFAULT_POLICY_DIR = REPO_ROOT / "policies"
 class OpaSettings(BaseModel):
     url: str = Field(default="http://127.0.0.1:8181", description="Base URL of the OPA server.")
     timeout_seconds: float = Field(default=2.0, gt=0, description="Timeout of one decision request.")
+    push_policy: bool = Field(default=False, description=(
+        "Upload the policy directory (after its Rego tests pass) to OPA at start and on four-eyes "
+        "activation; for an OPA that has no bundle source of its own (docker-compose)."))
 
 
 class Settings(BaseSettings):
@@ -56,6 +59,9 @@ class Settings(BaseSettings):
         ),
     )
     max_rows_cap: int = Field(default=1_000_000, ge=1, description="Upper bound on rows of any one answer.")
+    json_stream_after_rows: int = Field(default=50_000, ge=1, description=(
+        "JSON answers with more rows than this are streamed batch by batch instead of built whole "
+        "(the audit trail then holds a query and a query_completed record, as for CSV/Arrow/Parquet)."))
     statement_timeout_seconds: float = Field(default=30.0, gt=0, description="Per-query time limit.")
     default_dialect: Literal["postgres", "duckdb", "mysql", "trino"] = Field(
         default="postgres", description="SQL dialect assumed when a request names none."

@@ -74,6 +74,20 @@ class NotFound(GatewayError):
     title = "Not found"
 
 
+class Conflict(GatewayError):
+    status = 409
+    code = "conflict"
+    title = "The request conflicts with the current state"
+
+
+class PolicyRejected(GatewayError):
+    """A proposed policy version fails the gate (compile, decision, Rego tests)."""
+
+    status = 422
+    code = "policy_invalid"
+    title = "The proposed policy cannot go live"
+
+
 class PolicyUnavailable(GatewayError):
     """The policy engine failed: fail closed."""
 

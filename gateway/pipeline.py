@@ -78,6 +78,19 @@ class QueryStream:
     receipt: dict[str, Any]
     decision: Decision
     max_rows: int
+    #: ``truncated`` is known once ``batches`` is exhausted
+    state: dict[str, bool] = field(default_factory=lambda: {"truncated": False})
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """A request after the decision and the rewrite: what the later steps and their audit records need."""
+
+    started: float
+    base: dict[str, Any]
+    decision: Decision
+    plan: RewritePlan
+    connector_name: str
 
 
 @dataclass(frozen=True)
@@ -143,7 +156,7 @@ class Gateway:
         max_rows_cap: int = 1_000_000,
         statement_timeout_s: float = 30.0,
     ) -> None:
-        self.catalog = catalog
+        self._catalog = catalog
         self.policy = policy
         self.connectors = connectors
         self.audit = audit
@@ -157,6 +170,13 @@ class Gateway:
         self._plans_lock = threading.Lock()
         self.plan_cache_size = 1024
         self.sdc = SdcControls(self)  # SDC: differencing guard, privacy budget, DP noise (docs/sdc.md)
+
+    @property
+    def catalog(self) -> Catalog:
+        """The catalog in force: the reloading policy engine's (it changes with an activated policy
+        version), else the one the gateway was built with."""
+        live = getattr(self.policy, "catalog", None)
+        return live if isinstance(live, Catalog) else self._catalog
 
     # -- audit helpers -------------------------------------------------------------------------
 
@@ -213,7 +233,7 @@ class Gateway:
 
     def _parse(self, sql: str, dialect: str) -> tuple[ParsedQuery, list[str]]:
         """Parse and find the datasets; cached by text (the AST is never mutated downstream)."""
-        key = ("parse", sql, dialect)
+        key = ("parse", sql, dialect, self.policy.version)  # the version hashes the catalog too
         with self._plans_lock:
             hit = self._parsed.get(key)
             if hit is not None:
@@ -228,10 +248,16 @@ class Gateway:
         return result
 
     def plan(
-        self, principal: Principal, request: QueryRequest, ctx: RequestContext
+        self, principal: Principal, request: QueryRequest, ctx: RequestContext,
+        audit: dict[str, Any] | None = None,
     ) -> tuple[Decision, RewritePlan, str]:
+        """Decide and rewrite. ``audit`` (the request's audit fields) receives the policy input, so the
+        record says what the decision was made on and `gateway policy diff` can replay it."""
         parsed, datasets = self._parse(request.sql, request.dialect)
-        decision = self.decide(principal, request.purpose, datasets, ctx)
+        policy_input = build_input(principal, request.purpose, datasets, client_address=ctx.client_address)
+        if audit is not None:
+            audit["policy_input"] = policy_input.model_dump(mode="json")
+        decision = self.policy.decide(policy_input)
         if not decision.allow:
             denial = _first_denial(decision)
             denial.extra["_datasets"] = list(datasets)  # for the audit record only (not a public extra)
@@ -267,7 +293,7 @@ class Gateway:
         decision: Decision | None = None
         plan: RewritePlan | None = None
         try:
-            decision, plan, connector_name = self.plan(subject, request, ctx)
+            decision, plan, connector_name = self.plan(subject, request, ctx, base)
         except Exception as exc:
             raise self._failed(caller, base, exc, decision, plan, None, started) from exc
         event = self._allowed_event(caller, base, decision, plan, connector_name, started, 0, 0)
@@ -331,29 +357,75 @@ class Gateway:
             entries.extend(encode_person_keys(column.dataset, (str(v) for v in values)))
         return entries
 
-    def run_query(self, principal: Principal, request: QueryRequest, ctx: RequestContext) -> QueryOutcome:
-        """Run a query and return the whole masked answer (the JSON API)."""
+    def _planned(self, principal: Principal, request: QueryRequest, ctx: RequestContext) -> _Planned:
+        """Decide and rewrite; a refusal or failure is audited and raised."""
         started = time.perf_counter()
         base = self._base_event(request, ctx)
         decision: Decision | None = None
         plan: RewritePlan | None = None
         connector_name: str | None = None
         try:
-            decision, plan, connector_name = self.plan(principal, request, ctx)
-            connector = self.connectors[connector_name]
-            ticket = self.sdc.admit(principal, request, decision, plan, connector, request_id=ctx.request_id)  # SDC
-            result = connector.execute(plan.sql, max_rows=plan.max_rows, timeout_s=self.statement_timeout_s)
-            table = mask_results(self.sdc.perturb(ticket, result.table), plan, self.scanner,  # SDC: DP noise
-                                 ArrowSideContext(self.key_ring, request.purpose, decision))
-            self.sdc.record(ticket)  # SDC: remember the population for the differencing guard
+            decision, plan, connector_name = self.plan(principal, request, ctx, base)
         except Exception as exc:
             raise self._failed(principal, base, exc, decision, plan, connector_name, started) from exc
-        event = self._allowed_event(principal, base, decision, plan, connector_name, started,
-                                    table.num_rows, table.nbytes, self._person_keys(plan, table))
+        return _Planned(started, base, decision, plan, connector_name)
+
+    def _failed_after_plan(self, principal: Principal, p: _Planned, exc: Exception) -> GatewayError:
+        return self._failed(principal, p.base, exc, p.decision, p.plan, p.connector_name, p.started)
+
+    def _open_source(self, p: _Planned) -> StreamResult:
+        """The connector's native stream, or its whole result as one (for connectors that do not stream)."""
+        connector = self.connectors[p.connector_name]
+        streamer = getattr(connector, "stream", None)
+        if streamer is not None:
+            source: StreamResult = streamer(p.plan.sql, max_rows=p.plan.max_rows, timeout_s=self.statement_timeout_s)
+            return source
+        return stream_from_result(connector.execute(p.plan.sql, max_rows=p.plan.max_rows,
+                                                    timeout_s=self.statement_timeout_s))
+
+    def _outcome(self, principal: Principal, ctx: RequestContext, p: _Planned, table: pa.Table,
+                 truncated: bool) -> QueryOutcome:
+        """Audit a whole answer (rows and person keys) and return it."""
+        event = self._allowed_event(principal, p.base, p.decision, p.plan, p.connector_name, p.started,
+                                    table.num_rows, table.nbytes, self._person_keys(p.plan, table))
         stored = self._append(event)
         receipt = make_receipt(stored, event, self.audit_keys.signing_key)
-        return QueryOutcome(query_id=ctx.request_id, columns=plan.columns, table=table,
-                            truncated=result.truncated, receipt=receipt, decision=decision)
+        return QueryOutcome(query_id=ctx.request_id, columns=p.plan.columns, table=table,
+                            truncated=truncated, receipt=receipt, decision=p.decision)
+
+    def _stream(self, principal: Principal, ctx: RequestContext, p: _Planned, first: pa.Table,
+                source: StreamResult, arrow_side: ArrowSideContext) -> QueryStream:
+        """Audit the start of a streamed answer (before any batch leaves) and return the stream; the rest of
+        ``source`` is masked batch by batch and ``query_completed`` is written when it ends."""
+        try:
+            stored = self._append(self._allowed_event(principal, p.base, p.decision, p.plan, p.connector_name,
+                                                      p.started, None, None))
+        except GatewayError:
+            source.close()
+            raise
+        receipt = make_receipt(stored, stored.event, self.audit_keys.signing_key)
+        return QueryStream(query_id=ctx.request_id, columns=p.plan.columns, schema=first.schema,
+                           batches=self._masked_batches(principal, p.base, first, source, p.plan, p.started,
+                                                        arrow_side),
+                           receipt=receipt, decision=p.decision, max_rows=p.plan.max_rows, state=source.state)
+
+    def run_query(self, principal: Principal, request: QueryRequest, ctx: RequestContext) -> QueryOutcome:
+        """Run a query and return the whole masked answer (the JSON API)."""
+        return self._collected(principal, request, ctx, self._planned(principal, request, ctx))
+
+    def _collected(self, principal: Principal, request: QueryRequest, ctx: RequestContext,
+                   p: _Planned) -> QueryOutcome:
+        try:
+            connector = self.connectors[p.connector_name]
+            ticket = self.sdc.admit(principal, request, p.decision, p.plan, connector, request_id=ctx.request_id,
+                                     client_address=ctx.client_address)  # SDC
+            result = connector.execute(p.plan.sql, max_rows=p.plan.max_rows, timeout_s=self.statement_timeout_s)
+            table = mask_results(self.sdc.perturb(ticket, result.table), p.plan, self.scanner,  # SDC: DP noise
+                                 ArrowSideContext(self.key_ring, request.purpose, p.decision))
+            self.sdc.record(ticket)  # SDC: remember the population for the differencing guard
+        except Exception as exc:
+            raise self._failed_after_plan(principal, p, exc) from exc
+        return self._outcome(principal, ctx, p, table, result.truncated)
 
     def run_query_stream(self, principal: Principal, request: QueryRequest, ctx: RequestContext) -> QueryStream:
         """Run a query whose answer is streamed batch by batch (CSV, Arrow, Parquet).
@@ -361,52 +433,64 @@ class Gateway:
         The allow record is appended before the first batch leaves (fail closed); a second record,
         ``query_completed``, carries rows and bytes once the stream has ended (or why it broke off).
         """
-        started = time.perf_counter()
-        base = self._base_event(request, ctx)
-        decision: Decision | None = None
-        plan: RewritePlan | None = None
-        connector_name: str | None = None
-        try:
-            decision, plan, connector_name = self.plan(principal, request, ctx)
-        except Exception as exc:
-            raise self._failed(principal, base, exc, decision, plan, connector_name, started) from exc
-        if plan.min_cell is not None:
+        p = self._planned(principal, request, ctx)
+        if p.plan.min_cell is not None:
             # aggregate-only answers are small and must pass every disclosure control (differencing guard,
             # privacy budget, noise) exactly as in the JSON path: run them there and stream the result
-            outcome = self.run_query(principal, request, ctx)
+            outcome = self._collected(principal, request, ctx, p)
             return QueryStream(query_id=outcome.query_id, columns=outcome.columns, schema=outcome.table.schema,
                                batches=iter(outcome.table.to_batches()), receipt=outcome.receipt,
-                               decision=outcome.decision, max_rows=plan.max_rows)
+                               decision=outcome.decision, max_rows=p.plan.max_rows,
+                               state={"truncated": outcome.truncated})
+        arrow_side = ArrowSideContext(self.key_ring, request.purpose, p.decision)
         try:
-            connector = self.connectors[connector_name]
-            streamer = getattr(connector, "stream", None)
-            if streamer is not None:
-                source: StreamResult = streamer(plan.sql, max_rows=plan.max_rows, timeout_s=self.statement_timeout_s)
-            else:
-                source = stream_from_result(connector.execute(plan.sql, max_rows=plan.max_rows,
-                                                              timeout_s=self.statement_timeout_s))
+            source = self._open_source(p)
             first_in = next(source.batches, None)
             first_table = pa.Table.from_batches([first_in] if first_in is not None else [], schema=source.schema)
-            arrow_side = ArrowSideContext(self.key_ring, request.purpose, decision)
-            first = mask_results(first_table, plan, self.scanner, arrow_side)
+            first = mask_results(first_table, p.plan, self.scanner, arrow_side)
         except Exception as exc:
-            raise self._failed(principal, base, exc, decision, plan, connector_name, started) from exc
+            raise self._failed_after_plan(principal, p, exc) from exc
+        return self._stream(principal, ctx, p, first, source, arrow_side)
+
+    def run_query_json(self, principal: Principal, request: QueryRequest, ctx: RequestContext,
+                       *, stream_after_rows: int) -> QueryOutcome | QueryStream:
+        """The JSON API: the whole answer when it has at most ``stream_after_rows`` rows, else a stream, so a
+        large answer never sits in memory whole.
+
+        Up to the threshold nothing differs from ``run_query`` (one ``query`` record with rows and person
+        keys, written before any data leaves). Past it, the answer continues as ``run_query_stream`` does:
+        the ``query`` record is written before the first batch leaves and ``query_completed`` follows.
+        Aggregate-only answers always take the whole-answer path (every disclosure control applies there).
+        """
+        p = self._planned(principal, request, ctx)
+        if p.plan.min_cell is not None or p.plan.max_rows <= stream_after_rows:
+            return self._collected(principal, request, ctx, p)
+        arrow_side = ArrowSideContext(self.key_ring, request.purpose, p.decision)
+        held: list[pa.Table] = []
+        held_rows = 0
+        finished = True
         try:
-            stored = self._append(self._allowed_event(principal, base, decision, plan, connector_name, started,
-                                                      None, None))
-        except GatewayError:
+            source = self._open_source(p)
+            for batch in source.batches:
+                held.append(mask_results(pa.Table.from_batches([batch]), p.plan, self.scanner, arrow_side))
+                held_rows += held[-1].num_rows
+                if held_rows > stream_after_rows:
+                    finished = False
+                    break
+            if not held:
+                held.append(mask_results(pa.Table.from_batches([], schema=source.schema), p.plan, self.scanner,
+                                         arrow_side))
+            table = pa.concat_tables(held)
+        except Exception as exc:
+            raise self._failed_after_plan(principal, p, exc) from exc
+        del held
+        if finished:  # small after all: exactly the run_query record and answer
             source.close()
-            raise
-        event = stored.event
-        receipt = make_receipt(stored, event, self.audit_keys.signing_key)
-        return QueryStream(query_id=ctx.request_id, columns=plan.columns, schema=first.schema,
-                           batches=self._masked_batches(principal, base, first, source, plan, started,
-                                                        arrow_side),
-                           receipt=receipt, decision=decision, max_rows=plan.max_rows)
+            return self._outcome(principal, ctx, p, table, source.truncated)
+        return self._stream(principal, ctx, p, table, source, arrow_side)
 
     def _masked_batches(self, principal: Principal, base: dict[str, Any], first: pa.Table, source: StreamResult,
-                        plan: RewritePlan, started: float, arrow_side: ArrowSideContext
-                        ) -> Iterator[pa.RecordBatch]:
+                        plan: RewritePlan, started: float, arrow_side: ArrowSideContext) -> Iterator[pa.RecordBatch]:
         rows = 0
         nbytes = 0
         error_code: str | None = None

@@ -15,7 +15,6 @@ from gateway.catalog import Catalog, ConnectorConfig, load_catalog
 from gateway.config import Settings
 from gateway.identity.verifier import TokenVerifier
 from gateway.pipeline import Gateway, Scanner
-from gateway.policy.embedded import EmbeddedPolicyEngine
 from gateway.policy.engine import PolicyEngine, load_bundle
 from gateway.sql.masks import KeyRing
 
@@ -39,19 +38,26 @@ def load_key_ring(keys_dir: Path, *, create: bool) -> KeyRing:
 
 
 def build_policy_engine(settings: Settings, catalog: Catalog) -> PolicyEngine:
-    bundle = load_bundle(settings.policy_dir, catalog)
-    if settings.policy_backend == "embedded" and settings.policy_reload_seconds > 0:
+    if settings.policy_backend == "embedded":
         from gateway.policy.reload import ReloadingPolicyEngine
 
-        return ReloadingPolicyEngine(settings.policy_dir, settings.catalog_path,
-                                     poll_seconds=settings.policy_reload_seconds).start()
-    if settings.policy_backend == "opa":
-        from gateway.policy.opa import OpaPolicyEngine
+        # always the reloading engine (four-eyes activation reloads it); it polls the files only if asked
+        engine = ReloadingPolicyEngine(settings.policy_dir, settings.catalog_path,
+                                       poll_seconds=settings.policy_reload_seconds or 2)
+        return engine.start() if settings.policy_reload_seconds > 0 else engine
+    from gateway.policy.opa import OpaPolicyEngine
 
-        return OpaPolicyEngine(
-            settings.opa.url, version=bundle.version, timeout_s=settings.opa.timeout_seconds
-        )
-    return EmbeddedPolicyEngine(bundle)
+    if settings.opa.push_policy:
+        from gateway.policy.reload import load_candidate
+
+        # the same gate as an embedded reload: compiles, decides, passes its Rego tests
+        bundle = load_candidate(settings.policy_dir, settings.catalog_path).bundle
+        opa = OpaPolicyEngine(settings.opa.url, version=bundle.version, timeout_s=settings.opa.timeout_seconds)
+        opa.install(bundle)
+        return opa
+    # OPA loads the policy itself; the gateway only needs the version it serves
+    version = load_bundle(settings.policy_dir, catalog).version
+    return OpaPolicyEngine(settings.opa.url, version=version, timeout_s=settings.opa.timeout_seconds)
 
 
 def build_connectors(settings: Settings, catalog: Catalog) -> dict[str, Connector]:

@@ -38,12 +38,20 @@ cleared_for(name) if {
 	clearance_rank[ident.clearance] >= clearance_rank[data.catalog[name].classification]
 }
 
-grant_matches(g) if {
+# a grant applies to the person and purpose (time aside) ...
+grant_applies(g) if {
 	purpose == g.purpose
 	purpose in ident.purposes
 	office_ok(g)
 	role_ok(g)
+}
+
+# ... and matches when it is also in force now
+grant_matches(g) if {
+	grant_applies(g)
 	not expired(g)
+	not not_yet_valid(g)
+	not outside_office_hours(g)
 }
 
 office_ok(g) if not g.offices
@@ -62,11 +70,139 @@ expired(g) if {
 	input.context.time > g.valid_until
 }
 
-grants_for(name) := sort([g.id |
+not_yet_valid(g) if {
+	g.valid_from
+	input.context.time < g.valid_from
+}
+
+# office hours are local time; the gateway puts the local weekday (Monday = 1) and "HH:MM" into the input
+outside_office_hours(g) if {
+	g.office_hours
+	not input.context.local_weekday in g.office_hours.days
+}
+
+outside_office_hours(g) if {
+	g.office_hours
+	input.context.local_time < g.office_hours.from
+}
+
+outside_office_hours(g) if {
+	g.office_hours
+	input.context.local_time >= g.office_hours.until
+}
+
+# grants that apply to the person and purpose but are not in force now
+# per requested dataset, computed once per request (rules are memoised; functions are not)
+applicable_grants[name] := [g |
+	some g in data.grants
+	g.dataset == name
+	grant_applies(g)
+] if {
+	some name in requested
+}
+
+# --- data sovereignty: data-use agreements ---------------------------------------------------
+
+today := substring(input.context.time, 0, 10)
+
+agreement_in_force(a) if {
+	a.valid_from <= today
+	today <= a.valid_until
+}
+
+# agreement `a` lets the requesting office use all datasets in `names` for the purpose
+agreement_covers(a, names) if {
+	agreement_in_force(a)
+	purpose in a.purposes
+	ident.office in a.parties
+	every n in names {
+		n in a.datasets
+		data.catalog[n].owner in a.parties
+	}
+}
+
+covered_by_agreement(names) if {
+	some a in data.agreements
+	agreement_covers(a, names)
+}
+
+foreign_dataset(name) if {
+	data.catalog[name]
+	not is_public(name)
+	data.catalog[name].owner != object.get(ident, "office", "")
+}
+
+protected_requested := {name |
+	some name in requested
+	data.catalog[name]
+	not is_public(name)
+}
+
+owners_requested := {data.catalog[name].owner | some name in protected_requested}
+
+# --- legal regimes -----------------------------------------------------------------------------
+
+regimes_requested := {data.catalog[name].legal_regime | some name in protected_requested}
+
+bridged(regimes) if {
+	some b in data.regime_bridges
+	purpose in b.purposes
+	every r in regimes {
+		r in b.regimes
+	}
+}
+
+# (never `object.get(data, ...)`: reading the whole `data` document includes this package: recursion)
+purpose_kind(p) := data.purposes[p].kind
+
+purpose_kind(p) := "administrative" if not data.purposes[p].kind
+
+# --- residency: IPv4 CIDR in plain Rego (regopy has no net.* builtins; OPA would accept these too) -----
+
+pow2 := [
+	1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072,
+	262144, 524288, 1048576, 2097152, 4194304, 8388608, 16777216, 33554432, 67108864, 134217728,
+	268435456, 536870912, 1073741824, 2147483648, 4294967296,
+]
+
+ipv4_number(addr) := n if {
+	regex.match(`^[0-9]{1,3}[.][0-9]{1,3}[.][0-9]{1,3}[.][0-9]{1,3}$`, addr)
+	parts := split(addr, ".")
+	a := to_number(parts[0])
+	b := to_number(parts[1])
+	c := to_number(parts[2])
+	d := to_number(parts[3])
+	a <= 255
+	b <= 255
+	c <= 255
+	d <= 255
+	n := ((a * 256 + b) * 256 + c) * 256 + d
+}
+
+in_network(addr, cidr) if {
+	parts := split(cidr, "/")
+	count(parts) == 2
+	bits := to_number(parts[1])
+	bits <= 32
+	size := pow2[32 - bits]
+	floor(ipv4_number(addr) / size) == floor(ipv4_number(parts[0]) / size)
+}
+
+# IPv6 (and anything not IPv4): exact match only
+in_network(addr, cidr) if cidr == concat("/", [addr, "128"])
+
+internal_client if {
+	some cidr in data.networks.internal
+	in_network(input.context.client_address, cidr)
+}
+
+grants_for[name] := sort([g.id |
 	some g in data.grants
 	g.dataset == name
 	grant_matches(g)
-])
+]) if {
+	some name in requested
+}
 
 grant_by_id(id) := g if {
 	some g in data.grants
@@ -136,18 +272,129 @@ denials contains {
 	some name in requested
 	data.catalog[name]
 	not is_public(name)
-	count(grants_for(name)) == 0
+	count(applicable_grants[name]) == 0
+}
+
+denials contains {
+	"rule": "time_bound.expired",
+	"dataset": name,
+	"message": concat("", ["your grant ", g.id, " on dataset ", name, " expired at ", g.valid_until]),
+} if {
+	some name in protected_requested
+	count(grants_for[name]) == 0
+	some g in applicable_grants[name]
+	expired(g)
+}
+
+denials contains {
+	"rule": "time_bound.not_yet_valid",
+	"dataset": name,
+	"message": concat("", ["your grant ", g.id, " on dataset ", name, " is valid only from ", g.valid_from]),
+} if {
+	some name in protected_requested
+	count(grants_for[name]) == 0
+	some g in applicable_grants[name]
+	not_yet_valid(g)
+}
+
+denials contains {
+	"rule": "time_bound.outside_office_hours",
+	"dataset": name,
+	"message": concat("", [
+		"your grant ", g.id, " on dataset ", name, " is limited to office hours (", g.office_hours.from,
+		" to ", g.office_hours.until, " local time, weekdays ", concat(", ", [format_int(d, 10) | some d in g.office_hours.days]),
+		"); try again then",
+	]),
+} if {
+	some name in protected_requested
+	count(grants_for[name]) == 0
+	some g in applicable_grants[name]
+	outside_office_hours(g)
+}
+
+denials contains {
+	"rule": "sovereignty.no_data_use_agreement",
+	"dataset": name,
+	"message": concat("", [
+		"dataset ", name, " belongs to ", data.catalog[name].owner, "; no data-use agreement in force lets ",
+		object.get(ident, "office", "(no office)"), " use it for purpose ", purpose,
+		"; ask the owner office and the DPO for one",
+	]),
+} if {
+	some name in protected_requested
+	foreign_dataset(name)
+	not covered_by_agreement({name})
+}
+
+denials contains {
+	"rule": "sovereignty.cross_office_join_without_agreement",
+	"dataset": null,
+	"message": concat("", [
+		"this query combines data of ", concat(" and ", sort([o | some o in owners_requested])),
+		"; that needs one data-use agreement covering all of ", concat(", ", sort([n | some n in protected_requested])),
+		" for purpose ", purpose,
+	]),
+} if {
+	count(owners_requested) > 1
+	not covered_by_agreement(protected_requested)
+}
+
+denials contains {
+	"rule": "legal_regime.cross_regime_join",
+	"dataset": null,
+	"message": concat("", [
+		"this query combines data of different legal regimes (", concat(", ", sort([r | some r in regimes_requested])),
+		"); no rule in data.regime_bridges permits that for purpose ", purpose,
+	]),
+} if {
+	count(regimes_requested) > 1
+	not bridged(regimes_requested)
+}
+
+denials contains {
+	"rule": "legal_regime.rueckspielverbot",
+	"dataset": name,
+	"message": concat("", [
+		"dataset ", name, " comes from the sealed-off statistics unit and may be used for statistics only, ",
+		"never for purpose ", purpose, " (Rückspielverbot)",
+	]),
+} if {
+	some name in requested
+	data.catalog[name].legal_regime == "statistics_secrecy"
+	purpose_kind(purpose) != "statistics"
+}
+
+denials contains {
+	"rule": "residency.on_premises_only",
+	"dataset": name,
+	"message": concat("", [
+		"dataset ", name, " is served only inside the city's internal networks; your address is outside them",
+	]),
+} if {
+	some name in requested
+	data.catalog[name].residency.serve == "on_premises"
+	not internal_client
 }
 
 # ---------------------------------------------------------------------------------------------
 # Per-dataset treatment
 # ---------------------------------------------------------------------------------------------
 
+# retention (Löschfrist): rows past the deletion period are invisible, for every grant and purpose
+retention_filters(name) := [{
+	"column": r.column, "op": "not_before_days", "values": [r.days], "keep_null": r.keep_null,
+	"rule": "retention.deletion_period",
+}] if {
+	r := data.catalog[name].retention
+}
+
+retention_filters(name) := [] if not data.catalog[name].retention
+
 public_dataset(name) := {
 	"allow": true,
 	"rules": ["open_data.public_dataset"],
 	"columns": {col: {"op": "plain", "rule": "open_data.public_dataset"} | some col in object.keys(data.catalog[name].columns)},
-	"row_filters": [],
+	"row_filters": retention_filters(name),
 	"aggregate_only": null,
 	"max_rows": null,
 }
@@ -165,7 +412,7 @@ granted_dataset(name, g) := {
 	"allow": true,
 	"rules": [g.id],
 	"columns": {col: column_rule(g, col) | some col in object.keys(data.catalog[name].columns)},
-	"row_filters": row_filters(g),
+	"row_filters": array.concat(row_filters(g), retention_filters(name)),
 	"aggregate_only": object.get(g, "aggregate_only", null),
 	"max_rows": object.get(g, "max_rows", null),
 }
@@ -175,11 +422,11 @@ datasets[name] := public_dataset(name) if {
 	is_public(name)
 }
 
-datasets[name] := granted_dataset(name, grant_by_id(grants_for(name)[0])) if {
+datasets[name] := granted_dataset(name, grant_by_id(grants_for[name][0])) if {
 	some name in requested
 	data.catalog[name]
 	not is_public(name)
-	count(grants_for(name)) > 0
+	count(grants_for[name]) > 0
 }
 
 default allow := false

@@ -254,7 +254,9 @@ test_no_grant_wrong_office if {
 		with input.resource as {"datasets": ["einwohner"]}
 		with input.context as context
 	not d.allow
-	{x.rule | some x in d.denials} == {"abac.no_grant"}
+
+	# Bürgerreferat holds neither a grant nor a data-use agreement with the Bürgeramt
+	{x.rule | some x in d.denials} == {"abac.no_grant", "sovereignty.no_data_use_agreement"}
 }
 
 test_no_grant_wrong_role if {
@@ -289,7 +291,7 @@ test_no_grant_expired if {
 		with input.context as context
 		with data.grants as grants
 	not d.allow
-	{x.rule | some x in d.denials} == {"abac.no_grant"}
+	{x.rule | some x in d.denials} == {"time_bound.expired"}
 }
 
 test_grant_before_expiry if {
@@ -367,10 +369,16 @@ test_row_filter_own_districts if {
 		with input.resource as {"datasets": ["sozialleistungen"]}
 		with input.context as context
 	d.allow
-	d.datasets.sozialleistungen.row_filters == [{
-		"column": "stadtteil", "op": "in", "values": ["Biebrich", "Dotzheim"],
-		"rule": "sozialleistungen.own_districts_only",
-	}]
+	d.datasets.sozialleistungen.row_filters == [
+		{
+			"column": "stadtteil", "op": "in", "values": ["Biebrich", "Dotzheim"],
+			"rule": "sozialleistungen.own_districts_only",
+		},
+		{
+			"column": "ende", "op": "not_before_days", "values": [3650], "keep_null": true,
+			"rule": "retention.deletion_period",
+		},
+	]
 }
 
 test_row_filter_empty_districts_matches_nothing if {

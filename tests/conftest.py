@@ -64,7 +64,9 @@ def runtime(demo_dir: Path, oidc_provider: ProviderHandle) -> Iterator[Runtime]:
 
 @pytest.fixture(scope="session")
 def client(runtime: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(runtime), raise_server_exceptions=False) as test_client:
+    # the client address is what the policy's residency rule sees: an address inside the city's network
+    # (the default "testclient" is no address at all); tests from outside pass their own client
+    with TestClient(create_app(runtime), raise_server_exceptions=False, client=("127.0.0.1", 50000)) as test_client:
         yield test_client
 
 

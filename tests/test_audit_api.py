@@ -71,7 +71,8 @@ def audit_api(runtime: Runtime, access_token: Callable[..., str]) -> AuditApi:
     app = create_app(runtime)
     if not any(isinstance(r, APIRoute) and r.path == "/v1/audit" for r in app.routes):
         app.include_router(audit_router(runtime, _principal_dependency(app)))
-    return AuditApi(client=TestClient(app, raise_server_exceptions=False), token=access_token)
+    return AuditApi(client=TestClient(app, raise_server_exceptions=False, client=("127.0.0.1", 50000)),
+                    token=access_token)
 
 
 @dataclass

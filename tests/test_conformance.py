@@ -213,7 +213,7 @@ def _plan(user: str, sql: str, dialect: str, catalog: Catalog, policy: EmbeddedP
     purpose = PURPOSE[user]
     parsed = parse_query(sql)
     datasets = referenced_datasets(parsed.ast, catalog)
-    decision = policy.decide(build_input(USERS[user], purpose, datasets))
+    decision = policy.decide(build_input(USERS[user], purpose, datasets, client_address="127.0.0.1"))
     assert decision.allow, [d.message for d in decision.denials]
     return rewrite(parsed, decision, catalog, target_dialect=dialect, keys=KEYS, purpose=purpose,
                    max_rows_cap=MAX_ROWS)

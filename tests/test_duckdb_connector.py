@@ -48,3 +48,10 @@ def test_row_limit_and_truncation(connector: DuckDBConnector) -> None:
     assert result.table.num_rows == 100 and result.truncated
     stream = connector.stream("SELECT id FROM einwohner", max_rows=4999, timeout_s=5)
     assert sum(b.num_rows for b in stream.batches) == 4999 and stream.truncated
+
+
+def test_stream_error_is_a_rejection_not_a_timeout(connector: DuckDBConnector) -> None:
+    """A statement the engine refuses while streaming starts is QueryRejected (it once came out as a
+    timeout, because the cancelled watchdog looked like a fired one)."""
+    with pytest.raises(QueryRejected):
+        connector.stream("SELECT CAST(vorname AS INTEGER) FROM einwohner", max_rows=10, timeout_s=30)

@@ -102,3 +102,42 @@ def test_aggregate_only_streams_pass_disclosure_control(api: Api) -> None:
     assert any(r["_suppressed"] for r in rows)
     assert all(r["n"] is None for r in rows if r["_suppressed"])
     assert all(r["n"] >= 3 for r in rows if not r["_suppressed"])
+
+
+def test_large_json_answers_stream_with_the_same_shape(api: Api, runtime: Runtime,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A JSON answer past `json_stream_after_rows` is written batch by batch: the same document as the
+    whole-answer path (same keys, rows, masks), audited as query + query_completed."""
+    sql = "SELECT id, vorname, geburtsdatum, telefon, plz, stadtteil FROM einwohner ORDER BY id"
+    whole = api.query("anna", sql, "statistik")
+    assert whole.status_code == 200
+    monkeypatch.setattr(runtime.settings, "json_stream_after_rows", 700)
+    streamed = api.query("anna", sql, "statistik")
+    assert streamed.status_code == 200, streamed.text[:300]
+    assert streamed.headers["content-type"].startswith("application/json")
+    a, b = whole.json(), streamed.json()
+    assert list(b) == list(a)  # same keys, same order
+    assert b["columns"] == a["columns"]
+    assert b["rows"] == a["rows"] and b["row_count"] == a["row_count"] == 5000
+    assert b["truncated"] is False
+    assert b["query_id"] == streamed.headers["x-query-id"] != a["query_id"]
+    events = [r.event for r in runtime.gateway.audit.iter_records() if r.event.request_id == b["query_id"]]
+    assert [e.event for e in events] == ["query", "query_completed"]
+    assert events[0].rows_returned is None and events[1].rows_returned == 5000
+    assert b["receipt"]["request_id"] == b["query_id"]
+    # the whole-answer path is unchanged below the threshold: one record with rows and person keys
+    whole_events = [r.event for r in runtime.gateway.audit.iter_records() if r.event.request_id == a["query_id"]]
+    assert [e.event for e in whole_events] == ["query"] and whole_events[0].rows_returned == 5000
+    assert whole_events[0].person_keys
+
+
+def test_json_below_the_threshold_is_one_record(api: Api, runtime: Runtime,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under the threshold the streaming reader finishes first and answers exactly like run_query."""
+    monkeypatch.setattr(runtime.settings, "json_stream_after_rows", 700)
+    response = api.query("anna", "SELECT id, plz FROM einwohner ORDER BY id LIMIT 650", "statistik")
+    body = response.json()
+    assert body["row_count"] == 650 and len(body["rows"]) == 650
+    events = [r.event for r in runtime.gateway.audit.iter_records() if r.event.request_id == body["query_id"]]
+    assert [e.event for e in events] == ["query"]
+    assert events[0].rows_returned == 650 and events[0].person_keys

@@ -118,7 +118,7 @@ def test_sub_is_stable_across_logins(oidc_provider: Any) -> None:
 
 
 def test_unknown_demo_user_is_a_value_error(oidc_provider: Any, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="anna, sven, paula, dora, aaron"):
+    with pytest.raises(ValueError, match="anna, sven, paula, dora, aaron, bea, dirk"):
         oidc_provider.token("mallory")
     with pytest.raises(ValueError, match="demo users"):
         fetch_token(tmp_path, "mallory")

@@ -49,6 +49,8 @@ UNKNOWN = "catalog.unknown_dataset"
 OVERSIGHT = "separation_of_duties.oversight_no_personal_data"
 CLEARANCE = "abac.clearance_too_low"
 NO_GRANT = "abac.no_grant"
+NO_AGREEMENT = "sovereignty.no_data_use_agreement"
+OFFICE_HOURS = "time_bound.outside_office_hours"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -76,7 +78,7 @@ def _edge_bundle(bundle: PolicyBundle) -> PolicyBundle:
     data = yaml.safe_load(yaml.safe_dump(bundle.data))  # deep copy
     for grant in data["grants"]:
         if grant["id"] == "einwohner.statistik":
-            grant["valid_until"] = "2025-01-01T00:00:00Z"
+            grant["valid_until"] = "2025-03-01T00:00:00Z"
     return PolicyBundle(modules=bundle.modules, data=data, version=bundle.version + "+edge",
                         test_modules=bundle.test_modules)
 
@@ -117,8 +119,9 @@ def principal(user: str, **changes: Any) -> Principal:
     )
 
 
-def request(user: str, purpose: str, datasets: list[str], *, now: datetime = NOW, **changes: Any) -> PolicyInput:
-    return build_input(principal(user, **changes), purpose, datasets, now=now, client_address="127.0.0.1")
+def request(user: str, purpose: str, datasets: list[str], *, now: datetime = NOW, address: str = "127.0.0.1",
+            **changes: Any) -> PolicyInput:
+    return build_input(principal(user, **changes), purpose, datasets, now=now, client_address=address)
 
 
 def own_purpose(user: str) -> str:
@@ -186,8 +189,10 @@ def test_sven_only_own_districts(embedded: EmbeddedPolicyEngine) -> None:
     assert d.allow
     ds = d.datasets["sozialleistungen"]
     assert [(f.column, f.op, f.values, f.rule) for f in ds.row_filters] == [
-        ("stadtteil", "in", ("Biebrich", "Dotzheim"), "sozialleistungen.own_districts_only")
+        ("stadtteil", "in", ("Biebrich", "Dotzheim"), "sozialleistungen.own_districts_only"),
+        ("ende", "not_before_days", (3650,), "retention.deletion_period"),
     ]
+    assert ds.row_filters[1].keep_null
     assert ds.columns["iban"].op == "deny" and ds.columns["bemerkung"].op == "free_text"
     assert ds.columns["einwohner_id"].op == "pseudonymise"
 
@@ -212,19 +217,27 @@ def test_everyone_reads_public_stadtteile(embedded: EmbeddedPolicyEngine, user: 
 
 
 #: the demo users with their own purpose on each non-public dataset -> the denial rules
+#: (every case reads another office's data without a data-use agreement; NOW is a Sunday, outside bea's
+#: office hours)
 DENIED_OWN_PURPOSE: dict[tuple[str, str], set[str]] = {
-    ("anna", "sozialleistungen"): {NOT_PERMITTED, CLEARANCE, NO_GRANT},
-    ("anna", "anliegen"): {NOT_PERMITTED, NO_GRANT},
-    ("sven", "einwohner"): {NOT_PERMITTED, NO_GRANT},
-    ("sven", "anliegen"): {NOT_PERMITTED, NO_GRANT},
-    ("paula", "sozialleistungen"): {NOT_PERMITTED, CLEARANCE, NO_GRANT},
-    ("paula", "anliegen"): {NOT_PERMITTED, NO_GRANT},
-    ("dora", "einwohner"): {NOT_PERMITTED, OVERSIGHT, CLEARANCE, NO_GRANT},
-    ("dora", "sozialleistungen"): {NOT_PERMITTED, OVERSIGHT, CLEARANCE, NO_GRANT},
-    ("dora", "anliegen"): {NOT_PERMITTED, OVERSIGHT, NO_GRANT},
-    ("aaron", "einwohner"): {NOT_PERMITTED, OVERSIGHT, CLEARANCE, NO_GRANT},
-    ("aaron", "sozialleistungen"): {NOT_PERMITTED, OVERSIGHT, CLEARANCE, NO_GRANT},
-    ("aaron", "anliegen"): {NOT_PERMITTED, OVERSIGHT, NO_GRANT},
+    ("anna", "sozialleistungen"): {NOT_PERMITTED, CLEARANCE, NO_GRANT, NO_AGREEMENT},
+    ("anna", "anliegen"): {NOT_PERMITTED, NO_GRANT, NO_AGREEMENT},
+    ("sven", "einwohner"): {NOT_PERMITTED, NO_GRANT, NO_AGREEMENT},
+    ("sven", "anliegen"): {NOT_PERMITTED, NO_GRANT, NO_AGREEMENT},
+    ("paula", "sozialleistungen"): {NOT_PERMITTED, CLEARANCE, NO_GRANT, NO_AGREEMENT},
+    ("paula", "anliegen"): {NOT_PERMITTED, NO_GRANT, NO_AGREEMENT},
+    ("bea", "einwohner"): {NOT_PERMITTED, CLEARANCE, NO_GRANT, NO_AGREEMENT},
+    ("bea", "sozialleistungen"): {NOT_PERMITTED, CLEARANCE, NO_GRANT, NO_AGREEMENT},
+    ("bea", "anliegen"): {OFFICE_HOURS},
+    ("dora", "einwohner"): {NOT_PERMITTED, OVERSIGHT, CLEARANCE, NO_GRANT, NO_AGREEMENT},
+    ("dora", "sozialleistungen"): {NOT_PERMITTED, OVERSIGHT, CLEARANCE, NO_GRANT, NO_AGREEMENT},
+    ("dora", "anliegen"): {NOT_PERMITTED, OVERSIGHT, NO_GRANT, NO_AGREEMENT},
+    ("dirk", "einwohner"): {NOT_PERMITTED, OVERSIGHT, CLEARANCE, NO_GRANT, NO_AGREEMENT},
+    ("dirk", "sozialleistungen"): {NOT_PERMITTED, OVERSIGHT, CLEARANCE, NO_GRANT, NO_AGREEMENT},
+    ("dirk", "anliegen"): {NOT_PERMITTED, OVERSIGHT, NO_GRANT, NO_AGREEMENT},
+    ("aaron", "einwohner"): {NOT_PERMITTED, OVERSIGHT, CLEARANCE, NO_GRANT, NO_AGREEMENT},
+    ("aaron", "sozialleistungen"): {NOT_PERMITTED, OVERSIGHT, CLEARANCE, NO_GRANT, NO_AGREEMENT},
+    ("aaron", "anliegen"): {NOT_PERMITTED, OVERSIGHT, NO_GRANT, NO_AGREEMENT},
 }
 ALLOWED_OWN_PURPOSE = {("anna", "einwohner"), ("sven", "sozialleistungen"), ("paula", "einwohner")}
 
@@ -271,16 +284,17 @@ def test_one_denied_dataset_refuses_the_whole_request(embedded: EmbeddedPolicyEn
 def test_empty_districts_give_a_filter_matching_nothing(embedded: EmbeddedPolicyEngine) -> None:
     d = embedded.decide(request("sven", "sozialplanung", ["sozialleistungen"], districts=[]))
     assert d.allow
-    (flt,) = d.datasets["sozialleistungen"].row_filters
+    flt, retention = d.datasets["sozialleistungen"].row_filters
     assert flt.values == () and flt.rule == "sozialleistungen.own_districts_only"
+    assert retention.rule == "retention.deletion_period"
 
 
 def test_expired_grant_denied_via_context_time(bundle: PolicyBundle) -> None:
     engine = EmbeddedPolicyEngine(_edge_bundle(bundle))
-    before = engine.decide(request("anna", "statistik", ["einwohner"], now=datetime(2024, 12, 1, tzinfo=UTC)))
+    before = engine.decide(request("anna", "statistik", ["einwohner"], now=datetime(2025, 2, 1, tzinfo=UTC)))
     after = engine.decide(request("anna", "statistik", ["einwohner"], now=NOW))
     assert before.allow
-    assert not after.allow and denial_rules(after) == {NO_GRANT}
+    assert not after.allow and denial_rules(after) == {"time_bound.expired"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,6 +321,20 @@ def _conformance_cases() -> list[tuple[str, str, PolicyInput]]:
         ("no-office", request("anna", "statistik", ["einwohner"], office=None)),
         ("empty-request", request("anna", "statistik", [])),
         ("public-and-private", request("sven", "sozialplanung", ["stadtteile", "sozialleistungen"])),
+    ]
+    tuesday_10h = datetime(2025, 6, 3, 8, 0, tzinfo=UTC)  # 10:00 in Wiesbaden
+    edge += [  # sovereignty, residency, time rules
+        ("outside-network", request("sven", "sozialplanung", ["sozialleistungen"], address="203.0.113.9")),
+        ("no-address", request("sven", "sozialplanung", ["sozialleistungen"], address="")),
+        ("ipv6-loopback", request("sven", "sozialplanung", ["sozialleistungen"], address="::1")),
+        ("office-hours-in", request("bea", "buergerservice", ["anliegen"], now=tuesday_10h)),
+        ("office-hours-out", request("bea", "buergerservice", ["anliegen"],
+                                     now=datetime(2025, 6, 3, 18, 30, tzinfo=UTC))),
+        ("grant-not-yet-valid", request("bea", "buergerservice", ["anliegen"],
+                                        now=datetime(2024, 12, 3, 9, tzinfo=UTC))),
+        ("agreement-not-yet", request("anna", "statistik", ["einwohner"], now=datetime(2024, 12, 31, tzinfo=UTC))),
+        ("agreement-over", request("paula", "stadtplanung", ["einwohner"], now=datetime(2027, 3, 1, tzinfo=UTC))),
+        ("cross-office-join", request("sven", "sozialplanung", ["sozialleistungen", "einwohner"])),
     ]
     cases.extend((name, "reference", pi) for name, pi in edge)
     for when in (datetime(2024, 12, 1, tzinfo=UTC), NOW):
@@ -428,6 +456,22 @@ def test_push_bundle_refuses_broken_module(bundle: PolicyBundle) -> None:
     with run_compat_server() as url, pytest.raises(PolicyUnavailable) as info:
         push_bundle(url, broken)
     assert info.value.code == "policy_push_failed"
+
+
+def test_opa_install_pushes_and_pins_the_version(bundle: PolicyBundle) -> None:
+    """Four-eyes activation on the OPA backend (opa.push_policy): the approved bundle is uploaded and its
+    version is what decisions carry from then on."""
+    with run_compat_server() as url:
+        engine = OpaPolicyEngine(url, version="sha256:old")
+        try:
+            with pytest.raises(PolicyUnavailable):  # nothing loaded yet: fail closed
+                engine.decide(request("anna", "statistik", ["einwohner"]))
+            engine.install(bundle)
+            assert engine.version == bundle.version
+            decision = engine.decide(request("anna", "statistik", ["einwohner"]))
+            assert decision.allow and decision.policy_version == bundle.version
+        finally:
+            engine.close()
 
 
 def test_opa_url_validation() -> None:

@@ -22,6 +22,9 @@ from gateway.identity.principal import Principal
 from gateway.pipeline import QueryRequest, RequestContext
 from gateway.runtime import Runtime
 
+#: a client address inside the city's network (the policy's residency rule checks it)
+INTERNAL = "127.0.0.1"
+
 ANNA = Principal(subject="anna", username="anna", office="Amt für Statistik und Stadtforschung", roles=("analyst",),
                  purposes=("statistik",), clearance="vertraulich")
 SVEN = Principal(subject="sven", username="sven", office="Amt für Soziale Arbeit", roles=("analyst",),
@@ -76,7 +79,8 @@ def anna_queries(draw: st.DrawFn) -> str:
 @given(sql=anna_queries())
 def test_no_raw_protected_value_leaves(runtime: Runtime, protected: set[str], sql: str) -> None:
     try:
-        outcome = runtime.gateway.run_query(ANNA, QueryRequest(sql=sql, purpose="statistik"), RequestContext())
+        outcome = runtime.gateway.run_query(ANNA, QueryRequest(sql=sql, purpose="statistik"),
+                                            RequestContext(client_address=INTERNAL))
     except GatewayError as error:
         assert error.status in (403, 422), (sql, error.code)
         return
@@ -127,7 +131,8 @@ def test_no_row_outside_the_filter(runtime: Runtime, raw_db: duckdb.DuckDBPyConn
     allowed = {f for (f,) in raw_db.execute(
         "SELECT fall_id FROM sozialleistungen WHERE stadtteil IN ('Biebrich', 'Dotzheim')").fetchall()}
     districts_with_cases = {"Biebrich", "Dotzheim"}
-    outcome = runtime.gateway.run_query(SVEN, QueryRequest(sql=sql, purpose="sozialplanung"), RequestContext())
+    outcome = runtime.gateway.run_query(SVEN, QueryRequest(sql=sql, purpose="sozialplanung"),
+                                        RequestContext(client_address=INTERNAL))
     values = [v for v in outcome.table.column(0).to_pylist() if v is not None]
     if outcome.table.column_names[0] == "stadtteil":
         assert set(values) <= districts_with_cases, sql

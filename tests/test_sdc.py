@@ -32,6 +32,14 @@ from gateway.sql.rewrite import rewrite
 from gateway.sql.statement import parse_query
 from tests.conftest import Api
 
+#: a client address inside the city's network (the policy's residency rule checks it)
+INTERNAL = "127.0.0.1"
+
+
+def inside() -> RequestContext:
+    """A fresh request context (own request id) from inside the network."""
+    return RequestContext(client_address=INTERNAL)
+
 REPO = Path(__file__).resolve().parent.parent
 MIN_CELL = 3
 PAULA_RULE = "einwohner.aggregate_only_min_cell"
@@ -64,7 +72,10 @@ def _social_filter() -> str:
     retention = catalog["datasets"]["sozialleistungen"].get("retention")
     if not retention:
         return "TRUE"
-    return f"CAST({retention['column']} AS DATE) >= current_date - INTERVAL {int(retention['days'])} DAY"
+    in_period = f"CAST({retention['column']} AS DATE) >= current_date - INTERVAL {int(retention['days'])} DAY"
+    if retention.get("keep_null"):
+        return f"({retention['column']} IS NULL OR {in_period})"
+    return in_period
 
 
 @pytest.fixture(autouse=True)
@@ -120,14 +131,14 @@ def _social_analyst(raw_db: duckdb.DuckDBPyConnection) -> Principal:
 
 
 def _run(runtime: Runtime, principal: Principal, sql: str) -> list[dict[str, Any]]:
-    outcome = runtime.gateway.run_query(principal, QueryRequest(sql, "sozialplanung"), RequestContext())
+    outcome = runtime.gateway.run_query(principal, QueryRequest(sql, "sozialplanung"), inside())
     rows: list[dict[str, Any]] = outcome.table.to_pylist()
     return rows
 
 
 def _refused(runtime: Runtime, principal: Principal, sql: str) -> GatewayError:
     with pytest.raises(GatewayError) as info:
-        runtime.gateway.run_query(principal, QueryRequest(sql, "sozialplanung"), RequestContext())
+        runtime.gateway.run_query(principal, QueryRequest(sql, "sozialplanung"), inside())
     return info.value
 
 
@@ -193,7 +204,7 @@ def test_dominance_sql_transpiles(social_gateway: SocialGateway, raw_db: duckdb.
     gateway = runtime.gateway
     principal = _social_analyst(raw_db)
     sql = "SELECT stadtteil, sum(betrag_monat) AS s FROM sozialleistungen WHERE leistungsart = 'Wohngeld' GROUP BY 1"
-    decision = gateway.decide(principal, "sozialplanung", ["sozialleistungen"], RequestContext())
+    decision = gateway.decide(principal, "sozialplanung", ["sozialleistungen"], inside())
     for dialect in ("duckdb", "postgres", "mysql"):
         plan = rewrite(parse_query(sql, "postgres"), decision, gateway.catalog, target_dialect=dialect,
                        keys=gateway.key_ring, purpose="sozialplanung", max_rows_cap=1000)

@@ -2,7 +2,7 @@
 
 import base64
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
@@ -26,6 +26,7 @@ from gateway.api.models import (
     QueryBody,
     QueryResponse,
 )
+from gateway.api.policy_routes import policy_router
 from gateway.api.serialize import dumps, rows_of
 from gateway.audit import AuditEvent, encrypt_original, normalise_sql
 from gateway.datasets import visible_datasets
@@ -33,20 +34,17 @@ from gateway.errors import AccessDenied, AuthenticationError, BadRequest, Gatewa
 from gateway.identity.principal import Principal
 from gateway.masking.disclosure import SUPPRESSED_COLUMN
 from gateway.masking.tokens import DetokeniseRecord, detokenise
-from gateway.pipeline import QueryOutcome, QueryRequest, RequestContext
+from gateway.pipeline import QueryOutcome, QueryRequest, QueryStream, RequestContext
 from gateway.runtime import Runtime
 from gateway.sql.rewrite import OutputColumn
 
-PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
-    status: {"description": text, "content": {problems.PROBLEM_MEDIA_TYPE: {}}}
-    for status, text in (
-        (400, "Invalid request"),
-        (401, "Missing or invalid access token"),
-        (403, "Refused by policy"),
-        (422, "The query cannot be accepted"),
-        (503, "A dependency (policy, audit, database) is unavailable"),
-    )
-}
+PROBLEM_RESPONSES = problems.openapi_responses(
+    (400, "Invalid request"),
+    (401, "Missing or invalid access token"),
+    (403, "Refused by policy"),
+    (422, "The query cannot be accepted"),
+    (503, "A dependency (policy, audit, database) is unavailable"),
+)
 
 
 def _context(request: Request) -> RequestContext:
@@ -121,8 +119,12 @@ def create_app(runtime: Runtime) -> FastAPI:
         query_request = QueryRequest(sql=body.sql, purpose=body.purpose,
                                      dialect=body.dialect or runtime.settings.default_dialect)
         if fmt == "json":
-            outcome = gateway.run_query(caller, query_request, _context(request))
-            return Response(dumps(_query_payload(outcome)), media_type="application/json")
+            answer = gateway.run_query_json(caller, query_request, _context(request),
+                                            stream_after_rows=runtime.settings.json_stream_after_rows)
+            if isinstance(answer, QueryOutcome):
+                return Response(dumps(_query_payload(answer)), media_type="application/json")
+            return StreamingResponse(_json_stream(answer), media_type="application/json",
+                                     headers={"X-Query-Id": answer.query_id})
         stream = gateway.run_query_stream(caller, query_request, _context(request))
         columns = _columns_info(stream.schema, stream.columns)
         headers = {
@@ -202,6 +204,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         )
 
     app.include_router(audit_router(runtime, principal))
+    app.include_router(policy_router(runtime, principal))
 
     @app.get("/healthz", response_model=Health, summary="Liveness and the policy version in force")
     def healthz() -> Health:
@@ -229,6 +232,28 @@ def _columns_info(schema: pa.Schema, planned: tuple[OutputColumn, ...]) -> list[
             masking = "suppression_flag" if field.name == SUPPRESSED_COLUMN else "computed"
         columns.append(ColumnInfo(name=field.name, type=str(field.type), masking=masking).model_dump())
     return columns
+
+
+#: rows turned into Python objects at a time when a JSON answer is streamed
+JSON_CHUNK_ROWS = 4096
+
+
+def _json_stream(stream: QueryStream) -> Iterator[bytes]:
+    """The JSON answer of ``_query_payload``, written batch by batch (same keys, same order)."""
+    yield b'{"columns":' + dumps(_columns_info(stream.schema, stream.columns)) + b',"rows":['
+    count = 0
+    for batch in stream.batches:
+        # Python row objects cost ~10x their Arrow size: convert a few thousand rows at a time
+        for offset in range(0, batch.num_rows, JSON_CHUNK_ROWS):
+            rows = rows_of(pa.Table.from_batches([batch.slice(offset, JSON_CHUNK_ROWS)]))
+            if not rows:
+                continue
+            body = dumps(rows)[1:-1]  # these rows without the enclosing brackets
+            yield (b"," if count else b"") + body
+            count += len(rows)
+    tail = {"row_count": count, "truncated": stream.state["truncated"], "query_id": stream.query_id,
+            "receipt": stream.receipt}
+    yield b"]," + dumps(tail)[1:]
 
 
 def _query_payload(outcome: QueryOutcome) -> dict[str, object]:

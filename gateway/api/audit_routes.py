@@ -70,16 +70,13 @@ CSV_COLUMNS = (
 )
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"description": text, "content": {problems.PROBLEM_MEDIA_TYPE: {}}}
-    for status, text in (
-        (400, "Invalid request"),
-        (401, "Missing or invalid access token"),
-        (403, "Your role may not use this endpoint"),
-        (404, "No such record, or not visible to you"),
-        (503, "The audit trail is unavailable"),
-    )
-}
+PROBLEM_RESPONSES = problems.openapi_responses(
+    (400, "Invalid request"),
+    (401, "Missing or invalid access token"),
+    (403, "Your role may not use this endpoint"),
+    (404, "No such record, or not visible to you"),
+    (503, "The audit trail is unavailable"),
+)
 
 
 # --- presentation of records (shared with the CLI) -------------------------------------------------

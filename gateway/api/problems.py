@@ -22,6 +22,11 @@ PROBLEM_BASE = "https://data-gateway.invalid/problems/"
 _PUBLIC_EXTRA = {"dataset", "column", "use", "function", "construct", "rules", "line", "column_number"}
 
 
+def openapi_responses(*statuses: tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for routes that answer these statuses with problem+json."""
+    return {status: {"description": text, "content": {PROBLEM_MEDIA_TYPE: {}}} for status, text in statuses}
+
+
 def problem_body(
     *,
     status: int,

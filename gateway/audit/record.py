@@ -110,6 +110,11 @@ class AuditEvent(BaseModel):
     error_code: str | None = None
     person_keys: list[str] = Field(default_factory=list, description="pseudonymous keys of persons returned")
     sql_original_encrypted: str | None = Field(default=None, description="Fernet ciphertext of the SQL")
+    policy_input: dict[str, Any] | None = Field(
+        default=None,
+        description="the policy input the decision was made on (the caller's attributes, purpose, datasets, "
+                    "time, client address); `gateway policy diff` replays it under a proposed policy",
+    )
 
     @field_validator("time")
     @classmethod

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
 from pathlib import Path
 
 from gateway.config import DEFAULT_POLICY_DIR, Settings, load_settings
@@ -83,6 +86,51 @@ def policy_command(command: str, policy_dir: Path | None, catalog: Path | None) 
     from gateway.policy.lint import policy_check_main
 
     return int(policy_check_main(policy_dir, catalog))
+
+
+def policy_diff(args: argparse.Namespace) -> int:
+    """``gateway policy diff NEW_DIR``: 0 when nothing would change, 1 when something would, 2 on errors."""
+    from datetime import UTC, datetime, timedelta
+
+    from gateway.audit.record import AuditFilter
+    from gateway.cli.audit_commands import open_existing_store
+    from gateway.errors import PolicyUnavailable
+    from gateway.policy.impact import replay
+    from gateway.policy.reload import load_candidate
+
+    settings = settings_for(args.data_dir, args.config)
+    current_dir = args.policy_dir or settings.policy_dir
+    current_catalog = args.catalog or settings.catalog_path
+    proposed_dir: Path = args.proposed_dir
+    proposed_catalog = proposed_dir / "catalog.yaml"
+    if not proposed_catalog.exists():
+        proposed_catalog = current_catalog
+    since = (datetime.fromisoformat(args.since) if args.since else datetime.now(UTC) - timedelta(days=30))
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    try:
+        current = load_candidate(current_dir, current_catalog, run_tests=False)
+        # the proposal must pass the same gate as a reload: compile, decide, its own Rego tests
+        proposed = load_candidate(proposed_dir, proposed_catalog, run_tests=True)
+    except PolicyUnavailable as exc:
+        print(f"ERROR  {exc.detail}", file=sys.stderr)
+        return 2
+    store = open_existing_store(settings)
+    try:
+        records = store.query(AuditFilter(time_from=since, newest_first=True), limit=args.limit)
+    finally:
+        store.close()
+    from rich.progress import Progress
+
+    with Progress(transient=True, disable=args.json) as bar:
+        task = bar.add_task("replaying audited requests", total=len(records))
+        report = replay(reversed(records), current.engine, proposed.engine,
+                        progress=lambda: bar.advance(task))
+    if args.json:
+        print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+    else:
+        print(report.render())
+    return 1 if report.changes else 0
 
 
 def demo_load(data_dir: Path, target: str, schema: str | None) -> int:

@@ -66,6 +66,32 @@ def build_parser() -> argparse.ArgumentParser:
         p = policy_sub.add_parser(name, help=text)
         p.add_argument("--policy-dir", type=Path, default=None)
         p.add_argument("--catalog", type=Path, default=None)
+    diff = policy_sub.add_parser(
+        "diff", help="impact preview: replay recent audited queries under a proposed policy and report changes")
+    diff.add_argument("proposed_dir", type=Path, help="the proposed policy directory (its catalog.yaml, "
+                                                      "if present, is the proposed catalog)")
+    diff.add_argument("--policy-dir", type=Path, default=None, help="the policy in force (default: config)")
+    diff.add_argument("--catalog", type=Path, default=None, help="the catalog in force (default: config)")
+    diff.add_argument("--since", default=None, help="replay requests since this ISO date/time (default: 30 days)")
+    diff.add_argument("--limit", type=int, default=2_000, help="at most this many recent requests (default 2,000)")
+    diff.add_argument("--json", action="store_true", help="print the report as JSON")
+    diff.add_argument("--config", type=Path, default=None)
+    _data_dir_arg(diff)
+    propose = policy_sub.add_parser("propose", help="four-eyes: propose a policy directory (tested, previewed)")
+    propose.add_argument("directory", type=Path)
+    propose.add_argument("--comment", required=True, help="what changes and why")
+    approve = policy_sub.add_parser("approve", help="four-eyes: approve someone else's proposal (goes live)")
+    approve.add_argument("proposal_id")
+    approve.add_argument("--comment", default="")
+    reject = policy_sub.add_parser("reject", help="four-eyes: reject a proposal (or withdraw your own)")
+    reject.add_argument("proposal_id")
+    reject.add_argument("--comment", default="")
+    proposals = policy_sub.add_parser("proposals", help="four-eyes: list the proposals")
+    for p in (propose, approve, reject, proposals):
+        p.add_argument("--user", help="demo user to fetch a token for (else $GATEWAY_TOKEN)")
+        p.add_argument("--url", help="gateway URL (default: the running demo's, or $GATEWAY_URL)")
+        p.add_argument("--json", action="store_true", help="print the API's answer as JSON")
+        _data_dir_arg(p)
 
     pii = sub.add_parser("pii", help="personal-data detection tools")
     pii_sub = pii.add_subparsers(dest="pii_command", required=True)
@@ -129,6 +155,14 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return audit_verify(args.data_dir, args.config, args.from_seq)
     if args.command == "policy":
+        if args.policy_command == "diff":
+            from gateway.cli.commands import policy_diff
+
+            return policy_diff(args)
+        if args.policy_command in ("propose", "approve", "reject", "proposals"):
+            from gateway.cli.policy_client import policy_client_command
+
+            return policy_client_command(args)
         from gateway.cli.commands import policy_command
 
         return policy_command(args.policy_command, args.policy_dir, args.catalog)

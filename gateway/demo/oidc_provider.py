@@ -88,6 +88,24 @@ DEMO_USERS: dict[str, dict[str, object]] = {
         "districts": [],
         "clearance": "intern",
     },
+    "bea": {
+        "sub": "25cd707f-0a13-5650-afa3-f404a27f7f02",
+        "preferred_username": "bea",
+        "office": "Bürgerreferat",
+        "roles": ["analyst"],
+        "purposes": ["buergerservice"],
+        "districts": [],
+        "clearance": "intern",
+    },
+    "dirk": {
+        "sub": "efa36171-0562-5d0f-ba50-aa7c2dd1d52f",
+        "preferred_username": "dirk",
+        "office": "Datenschutz",
+        "roles": ["dpo"],
+        "purposes": ["datenschutzkontrolle"],
+        "districts": [],
+        "clearance": "intern",
+    },
 }
 
 _START_TIMEOUT_SECONDS = 30.0

@@ -70,7 +70,7 @@ def _banner(port: int, data_dir: Path) -> str:
     return f"""
 The gateway runs at {url}  (API docs: {url}/docs)
 
-Get a token for a demo user (anna, sven, paula, dora, aaron) in another terminal:
+Get a token for a demo user (anna, sven, paula, bea, dora, dirk, aaron) in another terminal:
     TOKEN=$(gateway token anna{dd})
 
 Ask a question as anna (statistics office), with the CLI ...

@@ -53,6 +53,8 @@ class RowFilter(BaseModel):
     column: str
     op: Literal["in", "eq", "not_before_days"] = "in"
     values: tuple[str | int | float, ...] = ()
+    #: retention only: a row whose date is NULL (a case still open) stays visible
+    keep_null: bool = False
     rule: str
 
 

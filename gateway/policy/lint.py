@@ -11,7 +11,9 @@ Errors make the check fail (exit code 1); warnings are printed but do not fail i
   dropped by the policy - an error); ``aggregate_only`` has ``min_cell >= 1`` and a rule;
 * datasets have an owner and at least one permitted purpose;
 * warnings: ``free_text`` on a column whose class is not ``free_text``; ``plain`` on a personal-data
-  column of a ``streng_vertraulich`` dataset.
+  column of a ``streng_vertraulich`` dataset;
+* the sovereignty data (agreements, regimes, purposes, networks, office hours, retention): see
+  :mod:`gateway.policy.lint_sovereignty`.
 """
 
 from __future__ import annotations
@@ -176,6 +178,9 @@ def check_bundle(bundle: PolicyBundle, catalog: Catalog) -> list[Finding]:
     for gid, n in sorted(ids.items()):
         if n > 1:
             findings.append(Finding("error", f"grant {gid}", f"the id is used by {n} grants; ids must be unique"))
+    from gateway.policy.lint_sovereignty import check_sovereignty  # (imports Finding from here)
+
+    findings.extend(check_sovereignty(bundle, catalog))
     return findings
 
 

@@ -89,6 +89,11 @@ class OpaPolicyEngine:
     def close(self) -> None:
         self._client.close_connection()
 
+    def install(self, bundle: PolicyBundle) -> None:
+        """Upload ``bundle`` (``push_bundle``) and pin its version; only with ``opa.push_policy``."""
+        push_bundle(self._url, bundle)
+        self._version = bundle.version
+
     def healthy(self) -> bool:
         """OPA's ``GET /health`` (for /healthz); never raises."""
         return bool(self._client.check_health())

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -193,33 +194,68 @@ class ReloadingPolicyEngine:
     def _build(self, content_digest: str) -> _Active:
         """Load, compile, probe and test one candidate; raise PolicyUnavailable if it may not go live."""
         self._last_attempt_version = content_digest
-        try:
-            catalog = load_catalog(self._catalog_path)
-        except Exception as exc:
-            raise PolicyUnavailable(f"the catalog {self._catalog_path} cannot be loaded: {exc}",
-                                    code="policy_invalid") from exc
-        try:
-            bundle = load_bundle(self._policy_dir, catalog)
-        except PolicyUnavailable:
-            raise
-        except Exception as exc:  # YAML errors and the like
-            raise PolicyUnavailable(f"the policy in {self._policy_dir} cannot be loaded: {exc}",
-                                    code="policy_invalid") from exc
-        self._last_attempt_version = bundle.version
-        engine = EmbeddedPolicyEngine(bundle)  # raises PolicyUnavailable(policy_compile_error)
-        try:
-            engine.decide(_PROBE)
-        except PolicyUnavailable as exc:
-            raise PolicyUnavailable(f"policy {bundle.version} compiles but gives no valid decision: {exc.detail}",
-                                    code="policy_invalid") from exc
-        if self._run_tests:
-            results = run_bundle_tests(bundle)
-            failed = [r for r in results if not r.passed]
-            if failed:
-                shown = "; ".join(f"{r.package}.{r.name}: {r.error}" for r in failed[:5])
-                more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
-                raise PolicyUnavailable(
-                    f"policy {bundle.version}: {len(failed)} of {len(results)} Rego tests failed: {shown}{more}",
-                    code="policy_tests_failed",
-                )
-        return _Active(engine=engine, catalog=catalog, content_digest=content_digest)
+        candidate = load_candidate(self._policy_dir, self._catalog_path, run_tests=self._run_tests,
+                                   on_version=self._note_version)
+        return _Active(engine=candidate.engine, catalog=candidate.catalog, content_digest=content_digest)
+
+    def _note_version(self, version: str) -> None:
+        self._last_attempt_version = version
+
+
+#: bundles (policy, data, catalog AND test modules) whose Rego tests passed in this process: the same
+#: content gives the same results, so a second runtime or a re-check does not run them again
+_PASSED: set[str] = set()
+
+
+def _tests_key(bundle: PolicyBundle) -> str:
+    digest = hashlib.sha256(bundle.version.encode())
+    for name, text in sorted(bundle.test_modules.items()):
+        digest.update(name.encode() + b"\0" + text.encode() + b"\0")
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A policy version that compiled, gave a valid decision and (if asked) passed its Rego tests."""
+
+    bundle: PolicyBundle
+    catalog: Catalog
+    engine: EmbeddedPolicyEngine
+
+
+def load_candidate(policy_dir: Path, catalog_path: Path, *, run_tests: bool = True,
+                   on_version: Callable[[str], None] | None = None) -> Candidate:
+    """Load, compile, probe and test the policy in ``policy_dir``; raise PolicyUnavailable if it may not go
+    live. Used by the reloader, by four-eyes activation and by the impact preview."""
+    try:
+        catalog = load_catalog(catalog_path)
+    except Exception as exc:
+        raise PolicyUnavailable(f"the catalog {catalog_path} cannot be loaded: {exc}",
+                                code="policy_invalid") from exc
+    try:
+        bundle = load_bundle(policy_dir, catalog)
+    except PolicyUnavailable:
+        raise
+    except Exception as exc:  # YAML errors and the like
+        raise PolicyUnavailable(f"the policy in {policy_dir} cannot be loaded: {exc}",
+                                code="policy_invalid") from exc
+    if on_version is not None:
+        on_version(bundle.version)
+    engine = EmbeddedPolicyEngine(bundle)  # raises PolicyUnavailable(policy_compile_error)
+    try:
+        engine.decide(_PROBE)
+    except PolicyUnavailable as exc:
+        raise PolicyUnavailable(f"policy {bundle.version} compiles but gives no valid decision: {exc.detail}",
+                                code="policy_invalid") from exc
+    if run_tests and _tests_key(bundle) not in _PASSED:
+        results = run_bundle_tests(bundle)
+        failed = [r for r in results if not r.passed]
+        if failed:
+            shown = "; ".join(f"{r.package}.{r.name}: {r.error}" for r in failed[:5])
+            more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
+            raise PolicyUnavailable(
+                f"policy {bundle.version}: {len(failed)} of {len(results)} Rego tests failed: {shown}{more}",
+                code="policy_tests_failed",
+            )
+        _PASSED.add(_tests_key(bundle))
+    return Candidate(bundle=bundle, catalog=catalog, engine=engine)

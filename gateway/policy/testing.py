@@ -8,8 +8,13 @@ The tests run in a child process (``python -m gateway.policy.testing``) by defau
 crash the whole process (SIGSEGV) on some Rego constructs (e.g. ``with input as {...}`` over rules
 that call builtins), and neither the CLI nor the reloading gateway may die from a bad test module.
 A crash fails the test that was running and the remaining tests run in a fresh child.
-The bundle is compiled once (regopy ``build`` with every test as an entrypoint) and each test is
-then evaluated from the compiled plan.
+Tests are compiled in small groups: the policy modules plus one test module cut down to a few of
+its ``test_`` rules (every other statement of the module is kept). regopy's compiled plan grows with
+every ``with`` in the module (about 70 MB and 0.14 s per test on the reference policy), so one plan for
+all tests needed 4 GB; groups of ``CHUNK_TESTS`` keep a child below half a gigabyte. Each group is
+compiled once (regopy ``build`` with its tests as entrypoints) and each test evaluated from that plan.
+A test module is therefore compiled without the other test modules: helpers shared between test
+modules belong in a policy module.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import re
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -36,6 +42,12 @@ _TEST_RULE_RE = re.compile(r"^(test_\w+)\s*(?:if\b|:=|=|\{|contains\b)", re.MULT
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 #: per child process; generous, since compiling a bundle with many tests takes a few seconds
 WORKER_TIMEOUT_S = 300.0
+#: tests compiled together (see the module docstring)
+CHUNK_TESTS = 6
+#: child processes running test groups at the same time
+PARALLEL_CHILDREN = 2
+# the first line of a top-level statement: an identifier, `package`, `import`, `default` or a comment
+_STATEMENT_START_RE = re.compile(r"^[A-Za-z_#]")
 
 
 @dataclass(frozen=True)
@@ -90,9 +102,40 @@ def _judge(text: str) -> tuple[bool, str | None]:
     return False, f"evaluated to {json.dumps(value, ensure_ascii=False)}, expected true"
 
 
+def _statements(text: str) -> list[str]:
+    """Split a module into top-level statements (each starts in column 0; bodies are indented)."""
+    statements: list[list[str]] = []
+    for line in text.splitlines(keepends=True):
+        if _STATEMENT_START_RE.match(line) or not statements:
+            statements.append([line])
+        else:
+            statements[-1].append(line)
+    return ["".join(lines) for lines in statements]
+
+
+def module_with_only(text: str, keep: set[str]) -> str:
+    """``text`` without the ``test_`` rules that are not in ``keep`` (all other statements stay)."""
+    out: list[str] = []
+    for statement in _statements(text):
+        match = _TEST_RULE_RE.match(statement)
+        if match is None or match.group(1) in keep:
+            out.append(statement)
+    return "".join(out)
+
+
+def _chunks(tests: list[TestId]) -> list[list[TestId]]:
+    chunks: list[list[TestId]] = []
+    for test in tests:
+        if chunks and chunks[-1][0][0] == test[0] and len(chunks[-1]) < CHUNK_TESTS:
+            chunks[-1].append(test)
+        else:
+            chunks.append([test])
+    return chunks
+
+
 def _run_in_process(modules: dict[str, str], data: dict[str, Any], tests: list[TestId],
                     emit: Any = None) -> list[RegoTestResult]:
-    """Compile once, evaluate each test. ``emit`` (if given) is called with each result as it lands."""
+    """Compile each group of tests, evaluate each test. ``emit`` is called with each result as it lands."""
     results: list[RegoTestResult] = []
 
     def record(result: RegoTestResult) -> None:
@@ -100,29 +143,33 @@ def _run_in_process(modules: dict[str, str], data: dict[str, Any], tests: list[T
         if emit is not None:
             emit(result)
 
-    if not tests:
-        return results
-    try:
-        interpreter = Interpreter()
-        for name, text in modules.items():
-            interpreter.add_module(name, text)
-        # ensure_ascii=False: regopy does not decode \\uXXXX escapes in JSON strings
-        interpreter.add_data_json(json.dumps(data, ensure_ascii=False))
-        interpreter.set_input_term("{}")
-        plan = interpreter.build(None, [_entrypoint(p, r) for _, p, r in tests])
-    except Exception as exc:
-        message = f"the policy does not compile: {exc}"
-        for module, package, rule in tests:
-            record(RegoTestResult(rule, package, False, message, module))
-        return results
-    for module, package, rule in tests:
-        started = time.perf_counter()
+    policy = {n: t for n, t in modules.items() if not n.endswith("_test.rego")}
+    # ensure_ascii=False: regopy does not decode \\uXXXX escapes in JSON strings
+    data_json = json.dumps(data, ensure_ascii=False)
+    for chunk in _chunks(tests):
+        module = chunk[0][0]
+        compiled = {**policy, module: module_with_only(modules[module], {rule for _, _, rule in chunk})}
         try:
-            passed, error = _judge(str(interpreter.query_bundle_entrypoint(plan, _entrypoint(package, rule))))
+            interpreter = Interpreter()
+            for name, text in compiled.items():
+                interpreter.add_module(name, text)
+            interpreter.add_data_json(data_json)
+            interpreter.set_input_term("{}")
+            plan = interpreter.build(None, [_entrypoint(p, r) for _, p, r in chunk])
         except Exception as exc:
-            passed, error = False, f"evaluation failed: {exc}"
-        elapsed = round((time.perf_counter() - started) * 1000, 2)
-        record(RegoTestResult(rule, package, passed, error, module, elapsed))
+            message = f"the policy does not compile: {exc}"
+            for test_module, package, rule in chunk:
+                record(RegoTestResult(rule, package, False, message, test_module))
+            continue
+        for test_module, package, rule in chunk:
+            started = time.perf_counter()
+            try:
+                passed, error = _judge(str(interpreter.query_bundle_entrypoint(plan, _entrypoint(package, rule))))
+            except Exception as exc:
+                passed, error = False, f"evaluation failed: {exc}"
+            elapsed = round((time.perf_counter() - started) * 1000, 2)
+            record(RegoTestResult(rule, package, passed, error, test_module, elapsed))
+        del plan, interpreter
     return results
 
 
@@ -158,6 +205,23 @@ def _child(modules: dict[str, str], data: dict[str, Any],
 
 
 def _run_isolated(modules: dict[str, str], data: dict[str, Any], tests: list[TestId]) -> list[RegoTestResult]:
+    """The tests in up to ``PARALLEL_CHILDREN`` children at once, each taking every other group of tests
+    (compiling is CPU-bound and single-threaded in regopy)."""
+    groups = _chunks(tests)
+    workers = max(1, min(PARALLEL_CHILDREN, os.cpu_count() or 1, len(groups)))
+    if workers == 1:
+        return _run_isolated_serial(modules, data, tests)
+    shares = [[t for g in groups[i::workers] for t in g] for i in range(workers)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        parts = list(pool.map(lambda share: _run_isolated_serial(modules, data, share), shares))
+    order = {test: i for i, test in enumerate(tests)}
+    results = [r for part in parts for r in part]
+    results.sort(key=lambda r: order.get((r.module, r.package, r.name), len(order)))
+    return results
+
+
+def _run_isolated_serial(modules: dict[str, str], data: dict[str, Any],
+                         tests: list[TestId]) -> list[RegoTestResult]:
     """All tests in one child; after a crash, the rest in fresh children.
 
     A crash before the first result means compiling failed: then each test module is retried on its

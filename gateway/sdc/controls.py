@@ -73,6 +73,7 @@ class SdcControls:
         connector: Connector,
         *,
         request_id: str | None = None,
+        client_address: str | None = None,
     ) -> Ticket | None:
         rules = [(n, d.aggregate_only) for n, d in sorted(decision.datasets.items()) if d.aggregate_only]
         if not rules:
@@ -109,7 +110,8 @@ class SdcControls:
         for earlier in self.guard.recent(principal.subject, dataset):
             if earlier.signature == population.signature:
                 continue
-            difference = self._difference(principal, population, earlier, dataset, request, connector, rule)
+            difference = self._difference(principal, population, earlier, dataset, request, connector, rule,
+                                          client_address)
             if difference is not None and difference < threshold:
                 raise refusal(rule, difference, threshold)
         return Ticket(principal.subject, dataset, rule, population)
@@ -123,6 +125,7 @@ class SdcControls:
         request: QueryRequest,
         connector: Connector,
         rule: AggregateRule,
+        client_address: str | None,
     ) -> int | None:
         from gateway.sql.rewrite import rewrite
         from gateway.sql.statement import parse_query
@@ -136,7 +139,9 @@ class SdcControls:
 
         try:
             tables = sorted({dataset, *new.tables, *old.tables})
-            decision = self.gateway.decide(principal, request.purpose, tables, RequestContext())
+            # the caller's own context: residency and office hours apply to the check as to the query
+            decision = self.gateway.decide(principal, request.purpose, tables,
+                                           RequestContext(client_address=client_address))
         except Exception:
             raise refusal(rule, None, rule.min_cell, "the comparison with your recent queries failed") from None
         if not decision.allow:

@@ -174,11 +174,13 @@ SCALAR_FUNCTIONS = _classes(
 ANONYMOUS_ALLOWED = frozenset({"age", "date_part", "datepart", "strftime", "to_date", "to_timestamp"})
 
 
+_ALLOWED_AGGREGATE_ONLY = SUMMARY_AGGREGATES | SCALAR_FUNCTIONS
+_ALLOWED = _ALLOWED_AGGREGATE_ONLY | ROW_VALUE_AGGREGATES
+
+
 def check_functions(ast: exp.Expr, *, aggregate_only: bool = False) -> None:
     """Refuse any function not on the allow-list; with ``aggregate_only`` also row-value aggregates."""
-    allowed = SUMMARY_AGGREGATES | SCALAR_FUNCTIONS
-    if not aggregate_only:
-        allowed = allowed | ROW_VALUE_AGGREGATES
+    allowed = _ALLOWED_AGGREGATE_ONLY if aggregate_only else _ALLOWED
     for node in ast.find_all(exp.Func):
         if isinstance(node, exp.Anonymous):
             name = str(node.name).lower()

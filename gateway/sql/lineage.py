@@ -94,13 +94,21 @@ def _is_column_comparison(column: exp.Column) -> bool:
 class LineageAnalysis:
     """Origins of every scope's outputs and every column reference of a qualified query."""
 
-    def __init__(self, ast: exp.Expr, table_rules: dict[int, tuple[str, dict[str, ColumnRule]]]):
+    def __init__(
+        self,
+        ast: exp.Expr,
+        table_rules: dict[int, tuple[str, dict[str, ColumnRule]]],
+        scopes: list[Scope] | None = None,
+    ):
+        """``scopes``: ``traverse_scope(ast)`` if the caller has it already (of the tree as it is now)."""
         #: id(exp.Table) -> (dataset, column rules) for each catalog table node
         self._table_rules = table_rules
         self._outputs: dict[int, Outputs] = {}
         self.refs: list[ColumnRef] = []
         self.root_outputs: Outputs = {}
-        scopes = traverse_scope(ast)
+        #: the scopes of ``ast`` as analysed (stale once the tree is changed)
+        self.scopes: list[Scope] = traverse_scope(ast) if scopes is None else scopes
+        scopes = self.scopes
         for scope in scopes:
             self._visit(scope)
         if scopes:

@@ -8,12 +8,22 @@ derived table releases, and filters are never mixed into the analyst's own predi
 
 from __future__ import annotations
 
+import datetime as dt
+import enum
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass, field
+from decimal import Decimal
 
+from pydantic import BaseModel
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, OptimizeError, UnsupportedError
 from sqlglot.optimizer.qualify import qualify
-from sqlglot.optimizer.scope import traverse_scope
+from sqlglot.optimizer.qualify_columns import validate_qualify_columns
+from sqlglot.optimizer.scope import Scope, traverse_scope
+from sqlglot.schema import MappingSchema
 
 from gateway.catalog import Catalog, Column
 from gateway.errors import AccessDenied, InvalidQuery
@@ -57,12 +67,51 @@ def _allowed_schema(decision: Decision, catalog: Catalog) -> dict[str, dict[str,
     schema: dict[str, dict[str, str]] = {}
     for name, ds_decision in decision.datasets.items():
         dataset = catalog.datasets[name]
+        rules = ds_decision.columns
         schema[name] = {
             col: meta.type
             for col, meta in dataset.columns.items()
-            if ds_decision.columns.get(col, ColumnRule(op="deny", rule="default.deny")).op != "deny"
+            if (rule := rules.get(col)) is not None and rule.op != "deny"  # no rule: denied by default
         }
     return schema
+
+
+class _PrenormalizedSchema(MappingSchema):
+    """A MappingSchema over a mapping that MappingSchema itself has already normalised.
+
+    Normalising parses every table name (tokenizer and parser) and is most of a MappingSchema's
+    construction; the normalised mapping depends only on the dialect and the allowed columns, so it is
+    computed once per (dialect, allowed schema). Each query still gets a schema object of its own:
+    its lookup caches hold nodes of the query's tree and must not outlive it.
+    """
+
+    def __init__(self, normalized: dict[str, object], dialect: str) -> None:
+        self._prenormalized = normalized
+        super().__init__(normalized, dialect=dialect, normalize=True)
+
+    def _normalize(self, schema: dict[str, object]) -> dict[str, object]:
+        return self._prenormalized
+
+
+_NORMALIZED_SCHEMAS: OrderedDict[Hashable, dict[str, object]] = OrderedDict()
+_NORMALIZED_SCHEMAS_SIZE = 256
+_NORMALIZED_SCHEMAS_LOCK = threading.Lock()
+
+
+def _schema_for(allowed: dict[str, dict[str, str]], dialect: str) -> MappingSchema:
+    key = (dialect, tuple((name, tuple(columns.items())) for name, columns in allowed.items()))
+    with _NORMALIZED_SCHEMAS_LOCK:
+        normalized = _NORMALIZED_SCHEMAS.get(key)
+        if normalized is not None:
+            _NORMALIZED_SCHEMAS.move_to_end(key)
+    if normalized is None:
+        mapping: dict[str, object] = dict(allowed)
+        normalized = MappingSchema(mapping, dialect=dialect).mapping  # raises as qualify would
+        with _NORMALIZED_SCHEMAS_LOCK:
+            _NORMALIZED_SCHEMAS[key] = normalized
+            while len(_NORMALIZED_SCHEMAS) > _NORMALIZED_SCHEMAS_SIZE:
+                _NORMALIZED_SCHEMAS.popitem(last=False)
+    return _PrenormalizedSchema(normalized, dialect)
 
 
 def _raise_denied_column(ast: exp.Expr, decision: Decision, purpose: str) -> None:
@@ -80,17 +129,40 @@ def _raise_denied_column(ast: exp.Expr, decision: Decision, purpose: str) -> Non
                 )
 
 
-def _qualify(parsed: ParsedQuery, decision: Decision, catalog: Catalog, purpose: str) -> exp.Expr:
+def _unresolved_columns(scopes: list[Scope]) -> bool:
+    """Whether sqlglot's ``validate_qualify_columns`` would refuse the tree these scopes come from: a
+    column that resolves to no source (outside a correlated subquery), or one left unqualified because it
+    is ambiguous. The same conditions, asked of scopes the lineage analysis reuses."""
+    for scope in scopes:
+        if not isinstance(scope.expression, exp.Select):
+            continue
+        if scope.external_columns and not scope.is_correlated_subquery and not scope.pivots:
+            return True
+        if scope.unqualified_columns:
+            return True
+    return False
+
+
+def _qualify(
+    parsed: ParsedQuery, decision: Decision, catalog: Catalog, purpose: str
+) -> tuple[exp.Expr, list[Scope]]:
+    """The analyst's tree qualified against the released columns, and its scopes."""
     ast = parsed.ast.copy()
     try:
-        return qualify(
+        qualified = qualify(
             ast,
-            schema=dict(_allowed_schema(decision, catalog)),
+            schema=_schema_for(_allowed_schema(decision, catalog), parsed.dialect),
             dialect=parsed.dialect,
-            validate_qualify_columns=True,
+            # validated below, on the scopes that the lineage analysis then reuses
+            validate_qualify_columns=False,
             quote_identifiers=True,
             identify=True,
         )
+        scopes = traverse_scope(qualified)
+        if _unresolved_columns(scopes):
+            validate_qualify_columns(qualified)  # raises with sqlglot's own message
+            raise OptimizeError("a column could not be resolved")  # fail closed if it did not
+        return qualified, scopes
     except OptimizeError as exc:
         _raise_denied_column(parsed.ast, decision, purpose)
         message = str(exc).split("\n")[0]
@@ -99,31 +171,50 @@ def _qualify(parsed: ParsedQuery, decision: Decision, catalog: Catalog, purpose:
         ) from None
 
 
-def _refuse_whole_row_refs(ast: exp.Expr) -> None:
+_WHOLE_ROW = getattr(exp, "TableColumn", None)
+
+
+def _refuse_whole_row_refs(ast: exp.Expr) -> list[exp.Table]:
     """After qualification every real column carries its table; a bare name that is a relation's
-    alias is a whole-row value (a struct of the raw row), which must never be released."""
-    whole_row = getattr(exp, "TableColumn", None)
-    if whole_row is not None:
-        for node in ast.find_all(whole_row):
-            raise InvalidQuery(
-                f"{node.name!r} refers to a whole row; name the columns you need instead",
-                code="whole_row_reference",
-            )
-    relation_names = {a.name for a in ast.find_all(exp.TableAlias)} | {
-        t.name for t in ast.find_all(exp.Table)
-    }
-    for column in ast.find_all(exp.Column):
+    alias is a whole-row value (a struct of the raw row), which must never be released.
+
+    Returns the tree's table nodes (breadth-first, as ``find_all`` gives them).
+    """
+    # one walk over the tree (breadth-first, like find_all, so the same node is reported first)
+    whole_rows: list[exp.Expr] = []
+    columns: list[exp.Column] = []
+    stars: list[exp.Star] = []
+    tables: list[exp.Table] = []
+    relation_names: set[str] = set()
+    for node in ast.walk():
+        if _WHOLE_ROW is not None and isinstance(node, _WHOLE_ROW):
+            whole_rows.append(node)
+        if isinstance(node, exp.TableAlias | exp.Table):
+            relation_names.add(node.name)
+        if isinstance(node, exp.Table):
+            tables.append(node)
+        if isinstance(node, exp.Column):
+            columns.append(node)
+        if isinstance(node, exp.Star):
+            stars.append(node)
+    for node in whole_rows:
+        raise InvalidQuery(
+            f"{node.name!r} refers to a whole row; name the columns you need instead",
+            code="whole_row_reference",
+        )
+    for column in columns:
         if not column.table and column.name in relation_names:
             raise InvalidQuery(
                 f"{column.name!r} refers to a whole row; name the columns you need instead",
                 code="whole_row_reference",
             )
-    for star in ast.find_all(exp.Star):
+    for star in stars:
         if not isinstance(star.parent, exp.Count):
             raise InvalidQuery(
                 "this use of * cannot be expanded safely; name the columns you need",
                 code="star_not_expandable",
             )
+    return tables
 
 
 def _check_uses(analysis: LineageAnalysis) -> None:
@@ -153,8 +244,7 @@ def _check_uses(analysis: LineageAnalysis) -> None:
             )
 
 
-def _derived_table(
-    table: exp.Table,
+def _derived_select(
     dataset: str,
     decision: Decision,
     catalog: Catalog,
@@ -162,7 +252,11 @@ def _derived_table(
     dialect: str,
     keys: KeyRing,
     purpose: str,
-) -> exp.Subquery:
+) -> exp.Select:
+    """The SELECT of a dataset's derived table: masked projections of every released column, row filters.
+
+    Its SQL is cached (``derived_table_sql``): whatever this reads must be covered by ``_template_key``.
+    """
     meta = catalog.datasets[dataset]
     ds_decision = decision.datasets[dataset]
     projections: list[exp.Expr] = []
@@ -182,13 +276,178 @@ def _derived_table(
     schema_name = catalog.connectors[meta.connector].schema_name
     if schema_name:
         source.set("db", exp.to_identifier(schema_name, quoted=True))
-    # built directly: the builder API copies every projection again (the plan cache makes this rare,
-    # but an uncached rewrite should stay around a millisecond or two)
+    # built directly: the builder API copies every projection again
     inner = exp.Select(expressions=projections, from_=exp.From(this=source))
     for row_filter in ds_decision.row_filters:
         inner = inner.where(_filter_condition(row_filter, meta.columns), copy=False)
-    alias = table.alias_or_name
-    return exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
+    return inner
+
+
+# --------------------------------------------------------------------------------------------------
+# Derived-table templates: the SQL text of a dataset's derived table, built and generated once per
+# (target dialect, purpose, key ring, catalog entry, column rules, row filters) and reused verbatim.
+# --------------------------------------------------------------------------------------------------
+
+TEMPLATE_CACHE_SIZE = 512
+
+
+class _Uncacheable(Exception):
+    """A policy value whose identity cannot be captured exactly in a cache key."""
+
+
+#: scalar types a cache key holds by type and repr: repr is exact (1, 1.0, True, -0.0, Decimal('1.00') and
+#: datetimes in different zones all differ), where == is not (1 == 1.0 == True, 0.0 == -0.0)
+_EXACT_SCALARS = frozenset({int, float, bool, Decimal, dt.date, dt.datetime, dt.time})
+
+
+def _freeze(value: object) -> Hashable:
+    """An exact, hashable image of a policy value or model: equal images mean identical values.
+
+    Pydantic models are taken field by field (and their extra fields), so a field added to a decision
+    model later is part of every key without anyone remembering to add it here.
+    """
+    kind = type(value)
+    if kind is str or value is None:
+        return value
+    if kind in _EXACT_SCALARS:
+        return (kind, repr(value))
+    if kind is dict and isinstance(value, dict):
+        return (dict, tuple((_freeze(k), _freeze(v)) for k, v in value.items()))
+    if kind in (list, tuple) and isinstance(value, list | tuple):
+        return (kind, tuple(_freeze(v) for v in value))
+    if isinstance(value, enum.Enum):
+        return (kind, repr(value))
+    if isinstance(value, BaseModel):
+        fields = tuple(_freeze(v) for v in value.__dict__.values())
+        extra = value.__pydantic_extra__
+        return (kind, fields, _freeze(dict(extra)) if extra else None)
+    raise _Uncacheable(kind.__name__)
+
+
+def _template_key(
+    dataset: str, decision: Decision, catalog: Catalog, *, dialect: str, keys: KeyRing, purpose: str
+) -> Hashable:
+    """Everything ``_derived_select`` can read, so that equal keys always mean equal SQL: the whole
+    catalog entry (as its JSON: every field of it is typed) and its connector, and the dataset's whole
+    column rules and row filters (exactly, see ``_freeze``)."""
+    meta = catalog.datasets[dataset]
+    ds_decision = decision.datasets[dataset]
+    return (
+        dialect,
+        purpose,
+        keys,
+        dataset,
+        meta.model_dump_json(),
+        _freeze(catalog.connectors[meta.connector]),
+        _freeze(ds_decision.columns),
+        _freeze(ds_decision.row_filters),
+    )
+
+
+class _TemplateCache:
+    """A bounded LRU of derived-table SQL texts (immutable strings: nothing can alter a cached entry)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[Hashable, str] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Hashable) -> str | None:
+        with self._lock:
+            sql = self._entries.get(key)
+            if sql is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return sql
+
+    def put(self, key: Hashable, sql: str) -> None:
+        with self._lock:
+            self._entries[key] = sql
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+_TEMPLATES = _TemplateCache(TEMPLATE_CACHE_SIZE)
+
+
+def clear_template_cache() -> None:
+    """Forget every derived-table template (benchmarks measure the cold path with this)."""
+    _TEMPLATES.clear()
+
+
+def _generate(ast: exp.Expr, dialect: str) -> str:
+    """SQL for a tree this module owns (not copied: generation may alter it, and it is not used again)."""
+    try:
+        return ast.sql(dialect=dialect, unsupported_level=ErrorLevel.RAISE, copy=False)
+    except UnsupportedError as exc:
+        raise InvalidQuery(
+            f"the query uses SQL that the {dialect} engine does not support: "
+            f"{str(exc).splitlines()[0]}",
+            code="unsupported_in_target_dialect",
+        ) from None
+
+
+def derived_table_sql(
+    dataset: str, decision: Decision, catalog: Catalog, *, dialect: str, keys: KeyRing, purpose: str
+) -> str:
+    """The SQL text of the SELECT of ``dataset``'s derived table under ``decision`` (cached)."""
+    try:
+        key: Hashable | None = _template_key(
+            dataset, decision, catalog, dialect=dialect, keys=keys, purpose=purpose
+        )
+    except _Uncacheable:
+        key = None
+    if key is not None:
+        cached = _TEMPLATES.get(key)
+        if cached is not None:
+            return cached
+    inner = _derived_select(dataset, decision, catalog, dialect=dialect, keys=keys, purpose=purpose)
+    sql = _generate(inner, dialect)
+    if key is not None:
+        _TEMPLATES.put(key, sql)
+    return sql
+
+
+def _splice(sql: str, marker: str, templates: list[str]) -> str:
+    """Put each derived table's SQL where ``(SELECT <marker><index>)`` was generated.
+
+    ``marker`` is drawn afresh for every rewrite (128 random bits), so no text in the analyst's query can
+    contain it. Fails closed unless every occurrence of the marker has exactly that form and every
+    derived table occurs (a dialect may legitimately repeat one: MySQL writes FULL OUTER JOIN as a
+    UNION of two joins, each with its own copy).
+    """
+    opening = "(SELECT " + marker
+    pieces = sql.split(opening)
+    refused = InvalidQuery("the query could not be rewritten safely", code="rewrite_failed")
+    if sql.count(marker) != len(pieces) - 1:
+        raise refused
+    out = [pieces[0]]
+    seen: set[int] = set()
+    for piece in pieces[1:]:
+        digits = len(piece) - len(piece.lstrip("0123456789"))
+        if digits == 0 or not piece.startswith(")", digits):
+            raise refused
+        index = int(piece[:digits])
+        if index >= len(templates):
+            raise refused
+        seen.add(index)
+        out.append("(" + templates[index] + piece[digits:])
+    if seen != set(range(len(templates))):
+        raise refused
+    return "".join(out)
 
 
 def _filter_condition(row_filter: RowFilter, columns: dict[str, Column]) -> exp.Expr:
@@ -196,7 +455,7 @@ def _filter_condition(row_filter: RowFilter, columns: dict[str, Column]) -> exp.
 
     ``in``/``eq``: the column is one of the values (no values: no rows). ``not_before_days``: retention,
     the date column is no older than ``values[0]`` days (rows past their deletion period are invisible;
-    a NULL date counts as expired).
+    a NULL date counts as expired unless ``keep_null`` says such rows, e.g. open cases, stay).
     """
     if row_filter.column not in columns:
         raise AccessDenied(f"the policy filters on unknown column {row_filter.column!r}", code="policy_invalid",
@@ -211,9 +470,17 @@ def _filter_condition(row_filter: RowFilter, columns: dict[str, Column]) -> exp.
                                rule=row_filter.rule)
         days = int(row_filter.values[0])
         cutoff = exp.DateSub(this=exp.CurrentDate(), expression=exp.Literal.number(days), unit=exp.var("DAY"))
-        return exp.GTE(this=exp.Cast(this=target, to=datatype("DATE")), expression=cutoff)
+        in_period = exp.GTE(this=exp.Cast(this=target, to=datatype("DATE")), expression=cutoff)
+        if row_filter.keep_null:
+            return exp.or_(exp.Is(this=target.copy(), expression=exp.Null()), in_period, copy=False)
+        return in_period
     raise AccessDenied(f"unknown row filter operator {row_filter.op!r} in the policy", code="policy_invalid",
                        rule=row_filter.rule)
+
+
+def _limit(rows: int) -> exp.Limit:
+    """``LIMIT rows`` built directly (the builder parses an int argument as SQL text)."""
+    return exp.Limit(expression=exp.Literal.number(rows))
 
 
 def _apply_limit(ast: exp.Expr, max_rows: int) -> exp.Expr:
@@ -225,18 +492,19 @@ def _apply_limit(ast: exp.Expr, max_rows: int) -> exp.Expr:
             return ast
         if limit is not None and not isinstance(current, exp.Literal):
             raise InvalidQuery("LIMIT must be a plain number", code="limit_not_literal")
-        return ast.limit(fetch, copy=False)
+        return ast.limit(_limit(fetch), copy=False)
     wrapped = exp.select(exp.Star()).from_(
         exp.Subquery(this=ast, alias=exp.TableAlias(this=exp.to_identifier("q", quoted=True)))
     )
-    return wrapped.limit(fetch, copy=False)
+    return wrapped.limit(_limit(fetch), copy=False)
 
 
-def _verify_sources(ast: exp.Expr, inserted: set[int]) -> None:
-    """Last line of defence: every base table the engine will read is one the rewriter inserted."""
-    for scope in traverse_scope(ast):
+def _verify_sources(scopes: list[Scope], catalog_tables: set[int]) -> None:
+    """Last line of defence: every base table the engine will read is one the rewriter replaces with
+    its derived table (whose only base table the rewriter writes itself)."""
+    for scope in scopes:
         for source in scope.sources.values():
-            if isinstance(source, exp.Table) and id(source) not in inserted:
+            if isinstance(source, exp.Table) and id(source) not in catalog_tables:
                 raise InvalidQuery(
                     "the query reads a table the gateway cannot verify", code="unknown_dataset"
                 )
@@ -275,17 +543,17 @@ def rewrite(
     """Apply ``decision`` to ``parsed``; raise AccessDenied/InvalidQuery for anything unsafe."""
     aggregate_rules = {n: d.aggregate_only for n, d in decision.datasets.items() if d.aggregate_only}
     check_functions(parsed.ast, aggregate_only=bool(aggregate_rules))
-    ast = _qualify(parsed, decision, catalog, purpose)
-    _refuse_whole_row_refs(ast)
+    ast, scopes = _qualify(parsed, decision, catalog, purpose)
+    tables = _refuse_whole_row_refs(ast)
 
     table_rules: dict[int, tuple[str, dict[str, ColumnRule]]] = {}
     catalog_tables: list[tuple[exp.Table, str]] = []
-    for table in list(ast.find_all(exp.Table)):
+    for table in tables:
         name = table.name.lower()
         if name in decision.datasets and catalog.dataset(name) is not None:
             table_rules[id(table)] = (name, decision.datasets[name].columns)
             catalog_tables.append((table, name))
-    analysis = LineageAnalysis(ast, table_rules)
+    analysis = LineageAnalysis(ast, table_rules, scopes)
     _check_uses(analysis)
 
     touched = sorted({f"{r.origin.dataset}.{r.origin.column}" for r in analysis.refs})
@@ -300,27 +568,26 @@ def rewrite(
         strictest = max(aggregate_rules.values(), key=lambda r: r.min_cell)
         min_cell, min_cell_rule = strictest.min_cell, strictest.rule
 
-    inserted: set[int] = set()
-    for table, name in catalog_tables:
-        derived = _derived_table(
-            table, name, decision, catalog, dialect=target_dialect, keys=keys, purpose=purpose
-        )
-        table.replace(derived)
-        for base in derived.find_all(exp.Table):
-            inserted.add(id(base))
-    _verify_sources(ast, inserted)
+    templates = [
+        derived_table_sql(name, decision, catalog, dialect=target_dialect, keys=keys, purpose=purpose)
+        for _, name in catalog_tables
+    ]
+    # every base table in the analyst's tree must be a catalog table that is now replaced by its derived
+    # table (the lineage scopes are still current unless the aggregate rules reshaped the tree)
+    _verify_sources(traverse_scope(ast) if aggregate_rules else analysis.scopes,
+                    {id(t) for t, _ in catalog_tables})
+    # each derived table's SELECT is spliced in as text after generation (see _splice)
+    marker = f"__gw_derived_{secrets.token_hex(16)}_"
+    for index, (table, _) in enumerate(catalog_tables):
+        table.replace(exp.Subquery(
+            this=exp.Select(expressions=[exp.Var(this=f"{marker}{index}")]),
+            alias=exp.TableAlias(this=exp.to_identifier(table.alias_or_name, quoted=True)),
+        ))
 
     limits = [d.max_rows for d in decision.datasets.values() if d.max_rows]
     max_rows = min([max_rows_cap, *limits])
     ast = _apply_limit(ast, max_rows)
-    try:
-        sql = ast.sql(dialect=target_dialect, unsupported_level=ErrorLevel.RAISE)
-    except UnsupportedError as exc:
-        raise InvalidQuery(
-            f"the query uses SQL that the {target_dialect} engine does not support: "
-            f"{str(exc).splitlines()[0]}",
-            code="unsupported_in_target_dialect",
-        ) from None
+    sql = _splice(_generate(ast, target_dialect), marker, templates)
     domains = sorted(
         {
             (purpose, str(rule.params.get("domain", "default")))

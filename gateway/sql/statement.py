@@ -64,6 +64,20 @@ _FORBIDDEN_NODES: tuple[tuple[type[exp.Expr], str], ...] = tuple(
 )
 
 
+_FORBIDDEN_LABELS: dict[type[exp.Expr], str | None] = {}
+
+
+def _forbidden_label(node_type: type[exp.Expr]) -> str | None:
+    """The label of the first entry of ``_FORBIDDEN_NODES`` that ``node_type`` is (a subclass of), or None;
+    worked out once per node class (sqlglot's classes use no custom instance checks)."""
+    try:
+        return _FORBIDDEN_LABELS[node_type]
+    except KeyError:
+        label = next((lbl for forbidden, lbl in _FORBIDDEN_NODES if issubclass(node_type, forbidden)), None)
+        _FORBIDDEN_LABELS[node_type] = label
+        return label
+
+
 @dataclass(frozen=True)
 class ParsedQuery:
     """A single read-only query, parsed, with the dialect it was written in."""
@@ -115,13 +129,13 @@ def parse_query(sql: str, dialect: str = "postgres") -> ParsedQuery:
         )
     root = statements[0]
     for node in root.walk():
-        for forbidden, label in _FORBIDDEN_NODES:
-            if isinstance(node, forbidden):
-                raise InvalidQuery(
-                    f"{label} is not allowed: the gateway runs read-only SELECT queries only",
-                    code="statement_not_allowed",
-                    extra={"construct": label},
-                )
+        label = _forbidden_label(type(node))
+        if label is not None:
+            raise InvalidQuery(
+                f"{label} is not allowed: the gateway runs read-only SELECT queries only",
+                code="statement_not_allowed",
+                extra={"construct": label},
+            )
     if not isinstance(root, exp.Query):
         first_word = sql.strip().split(None, 1)[0][:20]
         raise InvalidQuery(
