@@ -155,8 +155,8 @@ def _qualify(
             dialect=parsed.dialect,
             # validated below, on the scopes that the lineage analysis then reuses
             validate_qualify_columns=False,
-            quote_identifiers=True,
-            identify=True,
+            # quoting is left to the generator (identify=True in _generate): the same SQL, one walk less
+            quote_identifiers=False,
         )
         scopes = traverse_scope(qualified)
         if _unresolved_columns(scopes):
@@ -391,7 +391,7 @@ def clear_template_cache() -> None:
 def _generate(ast: exp.Expr, dialect: str) -> str:
     """SQL for a tree this module owns (not copied: generation may alter it, and it is not used again)."""
     try:
-        return ast.sql(dialect=dialect, unsupported_level=ErrorLevel.RAISE, copy=False)
+        return ast.sql(dialect=dialect, unsupported_level=ErrorLevel.RAISE, copy=False, identify=True)
     except UnsupportedError as exc:
         raise InvalidQuery(
             f"the query uses SQL that the {dialect} engine does not support: "
