@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import duckdb
@@ -23,17 +23,34 @@ _SESSION_SETTINGS = ("SET enable_progress_bar = false", "SET lock_configuration 
 _BATCH_ROWS = 65_536
 
 
+def _sql_text(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 class DuckDBConnector:
     dialect = "duckdb"
 
-    def __init__(self, database: Path, *, threads: int | None = None) -> None:
+    def __init__(self, database: Path, *, threads: int | None = None,
+                 attach: Mapping[str, Path] | None = None) -> None:
+        """``attach``: further database files (alias -> file), attached read-only before file access is
+        switched off and the configuration locked (the gateway's pseudonym replica)."""
         if not database.exists():
             raise ConnectorUnavailable(f"DuckDB database file {database.name} does not exist")
         config: dict[str, object] = dict(_LOCKED_CONFIG)
+        if attach:
+            config.pop("enable_external_access")  # switched off below, once the files are attached
         if threads:
             config["threads"] = threads
         try:
             self._conn = duckdb.connect(str(database), read_only=True, config=config)  # type: ignore[arg-type]
+            for alias, path in (attach or {}).items():
+                self._conn.execute(f"ATTACH '{_sql_text(str(path))}' AS {_identifier(alias)} (READ_ONLY)")
+            if attach:
+                self._conn.execute("SET enable_external_access = false")
             for statement in _SESSION_SETTINGS:
                 self._conn.execute(statement)
         except duckdb.Error as exc:

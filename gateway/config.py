@@ -67,6 +67,11 @@ class Settings(BaseSettings):
         default="postgres", description="SQL dialect assumed when a request names none."
     )
     pii_language: Literal["de", "en"] = Field(default="de", description="Language of free-text scanning.")
+    precompute_pseudonyms: bool = Field(default=True, description=(
+        "Compute the pseudonyms the grants ask for ahead, once per version of a DuckDB source, into a "
+        "replica under <data_dir>/pseudonyms/ (a copy of the source's personal data, rebuilt on start "
+        "when the source or the keys changed); masked scans then cost about what unmasked ones do. "
+        "Off: every pseudonym is computed in SQL."))
 
     @classmethod
     def settings_customise_sources(

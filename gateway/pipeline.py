@@ -47,6 +47,7 @@ from gateway.policy.engine import PolicyEngine
 from gateway.policy.inputs import build_input
 from gateway.sdc.controls import SdcControls  # SDC hooks (docs/sdc.md)
 from gateway.sql.masks import KeyRing
+from gateway.sql.pseudonym_replica import PseudonymReplicas
 from gateway.sql.rewrite import OutputColumn, RewritePlan, rewrite
 from gateway.sql.statement import ParsedQuery, parse_query
 from gateway.sql.tables import referenced_datasets
@@ -155,6 +156,7 @@ class Gateway:
         scanner: Scanner,
         max_rows_cap: int = 1_000_000,
         statement_timeout_s: float = 30.0,
+        replicas: PseudonymReplicas | None = None,
     ) -> None:
         self._catalog = catalog
         self.policy = policy
@@ -165,6 +167,8 @@ class Gateway:
         self.scanner = scanner
         self.max_rows_cap = max_rows_cap
         self.statement_timeout_s = statement_timeout_s
+        #: DuckDB tables with pseudonyms computed ahead (gateway.sql.pseudonym_replica)
+        self.replicas = replicas or PseudonymReplicas()
         self._plans: OrderedDict[tuple[str, ...], RewritePlan] = OrderedDict()
         self._parsed: OrderedDict[tuple[str, ...], tuple[ParsedQuery, list[str]]] = OrderedDict()
         self._plans_lock = threading.Lock()
@@ -264,7 +268,7 @@ class Gateway:
             raise denial
         connector_name, connector = self._connector_for(datasets)
         key = (request.sql, request.dialect, request.purpose, connector.dialect, str(self.max_rows_cap),
-               decision.model_dump_json())
+               decision.model_dump_json(), self.replicas.token(datasets))
         with self._plans_lock:
             cached = self._plans.get(key)
             if cached is not None:
@@ -278,6 +282,7 @@ class Gateway:
             keys=self.key_ring,
             purpose=request.purpose,
             max_rows_cap=self.max_rows_cap,
+            replicas=self.replicas,
         )
         with self._plans_lock:
             self._plans[key] = plan

@@ -17,6 +17,12 @@ from gateway.identity.verifier import TokenVerifier
 from gateway.pipeline import Gateway, Scanner
 from gateway.policy.engine import PolicyEngine, load_bundle
 from gateway.sql.masks import KeyRing
+from gateway.sql.pseudonym_replica import (
+    REPLICA_ALIAS,
+    PseudonymReplicas,
+    build_replicas,
+    specs_from_policy_data,
+)
 
 PSEUDONYM_KEY_FILE = "pseudonym.key"
 
@@ -60,14 +66,35 @@ def build_policy_engine(settings: Settings, catalog: Catalog) -> PolicyEngine:
     return OpaPolicyEngine(settings.opa.url, version=version, timeout_s=settings.opa.timeout_seconds)
 
 
-def build_connectors(settings: Settings, catalog: Catalog) -> dict[str, Connector]:
-    connectors: dict[str, Connector] = {}
+def duckdb_files(settings: Settings, catalog: Catalog) -> dict[str, Path]:
+    """The database file of each DuckDB connector."""
+    files: dict[str, Path] = {}
     for name, config in catalog.connectors.items():
         if config.kind == "duckdb":
             database = Path(config.database or f"{name}.duckdb")
-            if not database.is_absolute():
-                database = settings.data_dir / database
-            connectors[name] = DuckDBConnector(database)
+            files[name] = database if database.is_absolute() else settings.data_dir / database
+    return files
+
+
+def build_replicas_for(settings: Settings, catalog: Catalog, key_ring: KeyRing, *,
+                       force: bool = False) -> PseudonymReplicas:
+    """The pseudonym replicas of the DuckDB datasets (built or reused; none when switched off)."""
+    if not settings.precompute_pseudonyms:
+        return PseudonymReplicas()
+    data = load_bundle(settings.policy_dir, catalog).data
+    return build_replicas(catalog, settings.data_dir, key_ring, specs_from_policy_data(data, catalog),
+                          source_files=duckdb_files(settings, catalog), force=force)
+
+
+def build_connectors(settings: Settings, catalog: Catalog,
+                     replicas: PseudonymReplicas | None = None) -> dict[str, Connector]:
+    connectors: dict[str, Connector] = {}
+    files = duckdb_files(settings, catalog)
+    for name, config in catalog.connectors.items():
+        if config.kind == "duckdb":
+            replica = replicas.files.get(name) if replicas is not None else None
+            connectors[name] = DuckDBConnector(files[name],
+                                               attach={REPLICA_ALIAS: replica} if replica else None)
         elif config.kind == "postgres":
             from connectors.postgres import PostgresConnector
 
@@ -140,10 +167,12 @@ def build_runtime(
         raise FileNotFoundError(f"audit keys directory {keys_dir} is missing")
     key_ring = load_key_ring(keys_dir, create=create_keys)
     store = open_store(settings.resolved_audit_url(), audit_keys.signing_key)
+    replicas = build_replicas_for(settings, catalog, key_ring)  # before the connectors open the files
     gateway = Gateway(
         catalog=catalog,
         policy=build_policy_engine(settings, catalog),
-        connectors=build_connectors(settings, catalog),
+        connectors=build_connectors(settings, catalog, replicas),
+        replicas=replicas,
         audit=store,
         audit_keys=audit_keys,
         key_ring=key_ring,

@@ -32,6 +32,7 @@ from gateway.sql.aggregate import PERSONS_COLUMN, enforce_aggregate_only
 from gateway.sql.functions import check_functions
 from gateway.sql.lineage import LineageAnalysis, Origin
 from gateway.sql.masks import KeyRing, datatype, mask_expression, redact_keys
+from gateway.sql.pseudonym_replica import REPLICA_ALIAS, PseudonymReplicas, Replica
 from gateway.sql.statement import ParsedQuery
 
 SOURCE_ALIAS = "__src"
@@ -252,29 +253,42 @@ def _derived_select(
     dialect: str,
     keys: KeyRing,
     purpose: str,
+    replica: Replica | None = None,
+    precomputed: dict[str, str] | None = None,
 ) -> exp.Select:
     """The SELECT of a dataset's derived table: masked projections of every released column, row filters.
 
+    With a ``replica`` it reads the replica's copy of the table and takes the ``precomputed`` pseudonym
+    columns (column -> replica column) instead of hashing in SQL; nothing else differs.
     Its SQL is cached (``derived_table_sql``): whatever this reads must be covered by ``_template_key``.
     """
     meta = catalog.datasets[dataset]
     ds_decision = decision.datasets[dataset]
+    precomputed = precomputed or {}
     projections: list[exp.Expr] = []
     for col, col_meta in meta.columns.items():
         rule = ds_decision.columns.get(col)
         if rule is None or rule.op == "deny":
             continue
-        raw = exp.column(col, table=SOURCE_ALIAS, quoted=True)
-        masked = mask_expression(
-            raw, rule, column_type=col_meta.type, dialect=dialect, keys=keys, purpose=purpose, arrow_side=True
-        )
+        if col in precomputed:
+            masked: exp.Expr = exp.column(precomputed[col], table=SOURCE_ALIAS, quoted=True)
+        else:
+            raw = exp.column(col, table=SOURCE_ALIAS, quoted=True)
+            masked = mask_expression(
+                raw, rule, column_type=col_meta.type, dialect=dialect, keys=keys, purpose=purpose,
+                arrow_side=True,
+            )
         projections.append(exp.alias_(masked, col, quoted=True, copy=False))
     source = exp.Table(
         this=exp.to_identifier(meta.table, quoted=True),
         alias=exp.TableAlias(this=exp.to_identifier(SOURCE_ALIAS, quoted=True)),
     )
     schema_name = catalog.connectors[meta.connector].schema_name
-    if schema_name:
+    if replica is not None:
+        source.set("this", exp.to_identifier(replica.table, quoted=True))
+        source.set("db", exp.to_identifier("main", quoted=True))
+        source.set("catalog", exp.to_identifier(REPLICA_ALIAS, quoted=True))
+    elif schema_name:
         source.set("db", exp.to_identifier(schema_name, quoted=True))
     # built directly: the builder API copies every projection again
     inner = exp.Select(expressions=projections, from_=exp.From(this=source))
@@ -325,11 +339,12 @@ def _freeze(value: object) -> Hashable:
 
 
 def _template_key(
-    dataset: str, decision: Decision, catalog: Catalog, *, dialect: str, keys: KeyRing, purpose: str
+    dataset: str, decision: Decision, catalog: Catalog, *, dialect: str, keys: KeyRing, purpose: str,
+    replica: Replica | None = None, precomputed: dict[str, str] | None = None,
 ) -> Hashable:
     """Everything ``_derived_select`` can read, so that equal keys always mean equal SQL: the whole
-    catalog entry (as its JSON: every field of it is typed) and its connector, and the dataset's whole
-    column rules and row filters (exactly, see ``_freeze``)."""
+    catalog entry (as its JSON: every field of it is typed) and its connector, the dataset's whole
+    column rules and row filters (exactly, see ``_freeze``), and the replica read with its columns."""
     meta = catalog.datasets[dataset]
     ds_decision = decision.datasets[dataset]
     return (
@@ -337,6 +352,8 @@ def _template_key(
         purpose,
         keys,
         dataset,
+        None if replica is None else replica.token,
+        None if not precomputed else tuple(sorted(precomputed.items())),
         meta.model_dump_json(),
         _freeze(catalog.connectors[meta.connector]),
         _freeze(ds_decision.columns),
@@ -400,13 +417,40 @@ def _generate(ast: exp.Expr, dialect: str) -> str:
         ) from None
 
 
+def _replica_for(
+    dataset: str, decision: Decision, catalog: Catalog, *, dialect: str, keys: KeyRing, purpose: str,
+    replicas: PseudonymReplicas | None,
+) -> tuple[Replica | None, dict[str, str]]:
+    """The dataset's replica and its pseudonym columns, if it is fresh, copies the table the catalog in
+    force names, and holds every pseudonym the decision asks for."""
+    if not replicas or dialect != "duckdb":
+        return None, {}
+    replica = replicas.usable(dataset)
+    if replica is None or replica.table != catalog.datasets[dataset].table:
+        return None, {}
+    precomputed: dict[str, str] = {}
+    for col, rule in decision.datasets[dataset].columns.items():
+        if rule.op != "pseudonymise":
+            continue
+        domain = rule.params.get("domain", "default")
+        name = replica.column_for(col, purpose, str(domain), keys) if set(rule.params) <= {"domain"} else None
+        if name is None:
+            return None, {}  # one pseudonym it lacks: the whole derived table takes the SQL path
+        precomputed[col] = name
+    return (replica, precomputed) if precomputed else (None, {})
+
+
 def derived_table_sql(
-    dataset: str, decision: Decision, catalog: Catalog, *, dialect: str, keys: KeyRing, purpose: str
+    dataset: str, decision: Decision, catalog: Catalog, *, dialect: str, keys: KeyRing, purpose: str,
+    replicas: PseudonymReplicas | None = None,
 ) -> str:
     """The SQL text of the SELECT of ``dataset``'s derived table under ``decision`` (cached)."""
+    replica, precomputed = _replica_for(dataset, decision, catalog, dialect=dialect, keys=keys,
+                                        purpose=purpose, replicas=replicas)
     try:
         key: Hashable | None = _template_key(
-            dataset, decision, catalog, dialect=dialect, keys=keys, purpose=purpose
+            dataset, decision, catalog, dialect=dialect, keys=keys, purpose=purpose,
+            replica=replica, precomputed=precomputed,
         )
     except _Uncacheable:
         key = None
@@ -414,7 +458,8 @@ def derived_table_sql(
         cached = _TEMPLATES.get(key)
         if cached is not None:
             return cached
-    inner = _derived_select(dataset, decision, catalog, dialect=dialect, keys=keys, purpose=purpose)
+    inner = _derived_select(dataset, decision, catalog, dialect=dialect, keys=keys, purpose=purpose,
+                            replica=replica, precomputed=precomputed)
     sql = _generate(inner, dialect)
     if key is not None:
         _TEMPLATES.put(key, sql)
@@ -539,8 +584,12 @@ def rewrite(
     keys: KeyRing,
     purpose: str,
     max_rows_cap: int,
+    replicas: PseudonymReplicas | None = None,
 ) -> RewritePlan:
-    """Apply ``decision`` to ``parsed``; raise AccessDenied/InvalidQuery for anything unsafe."""
+    """Apply ``decision`` to ``parsed``; raise AccessDenied/InvalidQuery for anything unsafe.
+
+    ``replicas``: DuckDB tables with pseudonyms computed ahead (gateway.sql.pseudonym_replica).
+    """
     aggregate_rules = {n: d.aggregate_only for n, d in decision.datasets.items() if d.aggregate_only}
     check_functions(parsed.ast, aggregate_only=bool(aggregate_rules))
     ast, scopes = _qualify(parsed, decision, catalog, purpose)
@@ -569,7 +618,8 @@ def rewrite(
         min_cell, min_cell_rule = strictest.min_cell, strictest.rule
 
     templates = [
-        derived_table_sql(name, decision, catalog, dialect=target_dialect, keys=keys, purpose=purpose)
+        derived_table_sql(name, decision, catalog, dialect=target_dialect, keys=keys, purpose=purpose,
+                          replicas=replicas)
         for _, name in catalog_tables
     ]
     # every base table in the analyst's tree must be a catalog table that is now replaced by its derived
