@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import secrets
+import shutil
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -43,6 +44,7 @@ from gateway.policy.embedded import EmbeddedPolicyEngine
 from gateway.policy.engine import load_bundle
 from gateway.policy.inputs import build_input
 from gateway.sql.masks import KeyRing, mask_expression
+from gateway.sql.pseudonym_replica import REPLICA_ALIAS, PseudonymReplicas, build_replicas, specs_from_policy_data
 from gateway.sql.rewrite import RewritePlan, rewrite
 from gateway.sql.statement import parse_query
 from gateway.sql.tables import referenced_datasets
@@ -205,18 +207,37 @@ def catalog() -> Catalog:
 
 
 @pytest.fixture(scope="module")
+def replica_engine(demo_file: Path, catalog: Catalog,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Connector, PseudonymReplicas]]:
+    """DuckDB as the gateway runs it by default: pseudonyms read from the replica (on a copy of the
+    file: DuckDB refuses a second in-process handle with another configuration)."""
+    data_dir = tmp_path_factory.mktemp("conformance-replica")
+    source = data_dir / "demo.duckdb"
+    shutil.copyfile(demo_file, source)
+    connector_name = catalog.datasets["einwohner"].connector
+    replicas = build_replicas(catalog, data_dir, KEYS,
+                              specs_from_policy_data(load_bundle(ROOT / "policies", catalog).data, catalog),
+                              source_files={connector_name: source})
+    assert replicas.files, "the replica was not built"
+    connector = DuckDBConnector(source, attach={REPLICA_ALIAS: replicas.files[connector_name]})
+    yield connector, replicas
+    connector.close()
+
+
+@pytest.fixture(scope="module")
 def policy(catalog: Catalog) -> EmbeddedPolicyEngine:
     return EmbeddedPolicyEngine(load_bundle(ROOT / "policies", catalog))
 
 
-def _plan(user: str, sql: str, dialect: str, catalog: Catalog, policy: EmbeddedPolicyEngine) -> RewritePlan:
+def _plan(user: str, sql: str, dialect: str, catalog: Catalog, policy: EmbeddedPolicyEngine,
+          replicas: PseudonymReplicas | None = None) -> RewritePlan:
     purpose = PURPOSE[user]
     parsed = parse_query(sql)
     datasets = referenced_datasets(parsed.ast, catalog)
     decision = policy.decide(build_input(USERS[user], purpose, datasets, client_address="127.0.0.1"))
     assert decision.allow, [d.message for d in decision.denials]
     return rewrite(parsed, decision, catalog, target_dialect=dialect, keys=KEYS, purpose=purpose,
-                   max_rows_cap=MAX_ROWS)
+                   max_rows_cap=MAX_ROWS, replicas=replicas)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -279,35 +300,45 @@ def test_scenario_loaded_identically(engines: dict[str, Connector]) -> None:
 
 @pytest.mark.parametrize(("user", "sql"), QUERIES, ids=[f"{u}-{i:02d}" for i, (u, _) in enumerate(QUERIES)])
 def test_same_result_on_every_engine(user: str, sql: str, engines: dict[str, Connector], catalog: Catalog,
-                                     policy: EmbeddedPolicyEngine) -> None:
+                                     policy: EmbeddedPolicyEngine,
+                                     replica_engine: tuple[Connector, PseudonymReplicas]) -> None:
     results: dict[str, list[tuple[Any, ...]]] = {}
     names: dict[str, list[str]] = {}
-    for dialect, engine in engines.items():
-        plan = _plan(user, sql, dialect, catalog, policy)
+    runs: list[tuple[str, str, Connector, PseudonymReplicas | None]] = [
+        (dialect, dialect, engine, None) for dialect, engine in engines.items()]
+    runs.append(("duckdb+replica", "duckdb", replica_engine[0], replica_engine[1]))
+    for name, dialect, engine, replicas in runs:
+        plan = _plan(user, sql, dialect, catalog, policy, replicas)
         result = engine.execute(plan.sql, max_rows=plan.max_rows, timeout_s=TIMEOUT_S)
         assert not result.truncated
-        results[dialect] = _rows(result.table)
-        names[dialect] = [n.lower() for n in result.table.column_names]
+        results[name] = _rows(result.table)
+        names[name] = [n.lower() for n in result.table.column_names]
     reference = results["duckdb"]
     if "'Mitte'" not in sql:  # the one query that sven's row filter empties on purpose
         assert reference, "the query should return rows (pick a query that does)"
-    for dialect in ("postgres", "mysql"):
+    for dialect in ("postgres", "mysql", "duckdb+replica"):
         assert names[dialect] == names["duckdb"], (dialect, names)
         problem = _diff(reference, results[dialect])
         assert problem is None, f"{dialect} differs from duckdb: {problem}"
 
 
 def test_pseudonyms_byte_identical(engines: dict[str, Connector], catalog: Catalog,
-                                   policy: EmbeddedPolicyEngine) -> None:
-    """The join key across engines: the same person gets the same pseudonym everywhere."""
+                                   policy: EmbeddedPolicyEngine,
+                                   replica_engine: tuple[Connector, PseudonymReplicas]) -> None:
+    """The join key across engines: the same person gets the same pseudonym everywhere, also when
+    DuckDB reads it from the pseudonym replica instead of hashing."""
     sql = "SELECT id, vorname, nachname, stadtteil FROM einwohner"
     seen: dict[str, list[tuple[Any, ...]]] = {}
-    for dialect, engine in engines.items():
-        plan = _plan("anna", sql, dialect, catalog, policy)
+    runs: list[tuple[str, str, Connector, PseudonymReplicas | None]] = [
+        (dialect, dialect, engine, None) for dialect, engine in engines.items()]
+    runs.append(("duckdb+replica", "duckdb", replica_engine[0], replica_engine[1]))
+    for name, dialect, engine, replicas in runs:
+        plan = _plan("anna", sql, dialect, catalog, policy, replicas)
+        assert (REPLICA_ALIAS in plan.sql) == (replicas is not None)
         table = engine.execute(plan.sql, max_rows=plan.max_rows, timeout_s=TIMEOUT_S).table
-        seen[dialect] = sorted(zip(*(table.column(i).to_pylist() for i in range(4)), strict=True))
+        seen[name] = sorted(zip(*(table.column(i).to_pylist() for i in range(4)), strict=True))
     assert len(seen["duckdb"]) == ROWS
-    for dialect in ("postgres", "mysql"):
+    for dialect in ("postgres", "mysql", "duckdb+replica"):
         assert seen[dialect] == seen["duckdb"], dialect
     for row in seen["duckdb"][:50]:
         for value in row[:3]:
