@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 #: the name the DuckDB connector attaches its replica file under
 REPLICA_ALIAS = "gw_pseudonyms"
 _META_TABLE = "__gw_replica"
+#: DuckDB memory limit while a replica is built
+BUILD_MEMORY_LIMIT = "256MB"
 _FORMAT = 1
 
 
@@ -248,6 +250,8 @@ def _build_one(catalog: Catalog, keys: KeyRing, wanted: list[PseudonymSpec], *, 
     try:
         with duckdb.connect(str(temporary)) as con:
             con.execute("SET enable_progress_bar = false")
+            # the build runs inside the gateway's process: keep its memory small (DuckDB streams the copy)
+            con.execute(f"SET memory_limit = '{BUILD_MEMORY_LIMIT}'")
             con.execute(f"ATTACH '{_sql_text(str(source))}' AS src (READ_ONLY)")
             for name in datasets:
                 meta_ds = catalog.datasets[name]
