@@ -47,6 +47,9 @@ class DuckDBConnector:
             config["threads"] = threads
         try:
             self._conn = duckdb.connect(str(database), read_only=True, config=config)  # type: ignore[arg-type]
+        except duckdb.Error as exc:
+            raise ConnectorUnavailable("cannot open the DuckDB database", internal_detail=str(exc)) from exc
+        try:
             for alias, path in (attach or {}).items():
                 self._conn.execute(f"ATTACH '{_sql_text(str(path))}' AS {_identifier(alias)} (READ_ONLY)")
             if attach:
@@ -54,6 +57,7 @@ class DuckDBConnector:
             for statement in _SESSION_SETTINGS:
                 self._conn.execute(statement)
         except duckdb.Error as exc:
+            self._conn.close()  # a half-configured session is never used (and would block a retry)
             raise ConnectorUnavailable("cannot open the DuckDB database", internal_detail=str(exc)) from exc
         self._local = threading.local()
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from connectors.base import Connector
+from connectors.base import Connector, ConnectorUnavailable
 from connectors.duckdb import DuckDBConnector
 from gateway.audit import AuditKeys, load_or_create_keys, open_store
 from gateway.catalog import Catalog, ConnectorConfig, load_catalog
@@ -25,6 +26,8 @@ from gateway.sql.pseudonym_replica import (
 )
 
 PSEUDONYM_KEY_FILE = "pseudonym.key"
+
+log = logging.getLogger(__name__)
 
 
 def load_key_ring(keys_dir: Path, *, create: bool) -> KeyRing:
@@ -93,8 +96,18 @@ def build_connectors(settings: Settings, catalog: Catalog,
     for name, config in catalog.connectors.items():
         if config.kind == "duckdb":
             replica = replicas.files.get(name) if replicas is not None else None
-            connectors[name] = DuckDBConnector(files[name],
-                                               attach={REPLICA_ALIAS: replica} if replica else None)
+            if replica is None:
+                connectors[name] = DuckDBConnector(files[name])
+                continue
+            try:
+                connectors[name] = DuckDBConnector(files[name], attach={REPLICA_ALIAS: replica})
+            except ConnectorUnavailable as exc:
+                # without the replica attached its datasets must not be planned against it
+                log.error("connector %s: pseudonym replica not attached, pseudonyms are computed in SQL: %s",
+                          name, exc.internal_detail or exc)
+                assert replicas is not None
+                replicas.drop_connector(name, catalog)
+                connectors[name] = DuckDBConnector(files[name])
         elif config.kind == "postgres":
             from connectors.postgres import PostgresConnector
 

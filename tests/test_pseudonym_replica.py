@@ -27,7 +27,7 @@ from gateway.pipeline import QueryRequest, RequestContext
 from gateway.policy.embedded import EmbeddedPolicyEngine
 from gateway.policy.engine import load_bundle
 from gateway.policy.inputs import build_input
-from gateway.runtime import Runtime, build_runtime
+from gateway.runtime import Runtime, build_connectors, build_replicas_for, build_runtime
 from gateway.sql.masks import KeyRing
 from gateway.sql.pseudonym_replica import REPLICA_ALIAS, build_replicas, specs_from_policy_data
 from gateway.sql.rewrite import clear_template_cache, derived_table_sql
@@ -201,3 +201,28 @@ def test_analysts_cannot_name_the_replica(api: object, table: str) -> None:
     assert response.status_code == 422, response.text
     assert response.json()["code"] == "unknown_dataset"
     assert "__p_" not in response.text
+
+
+def test_a_replica_that_cannot_be_attached_is_forgotten(catalog: Catalog, demo_dir: Path, tmp_path: Path,
+                                                        oidc_provider: ProviderHandle) -> None:
+    """If the connector cannot attach the file, its datasets are planned against the source again."""
+    shutil.copyfile(demo_dir / "demo.duckdb", tmp_path / "demo.duckdb")
+    settings = Settings(data_dir=tmp_path, identity=IdentitySettings(issuer=oidc_provider.issuer))
+    keys = KeyRing(master=b"k" * 32, key_id="t")
+    replicas = build_replicas_for(settings, catalog, keys)
+    connector = catalog.datasets["einwohner"].connector
+    assert replicas.usable("einwohner") is not None
+    replicas.files[connector].write_bytes(b"not a database")  # damaged after the build
+    connectors = build_connectors(settings, catalog, replicas)
+    try:
+        assert replicas.usable("einwohner") is None and connector not in replicas.files
+        decision = EmbeddedPolicyEngine(load_bundle(DEFAULT_POLICY_DIR, catalog)).decide(
+            build_input(ANNA, "statistik", ["einwohner"], client_address="127.0.0.1"))
+        sql = derived_table_sql("einwohner", decision, catalog, dialect="duckdb", keys=keys,
+                                purpose="statistik", replicas=replicas)
+        assert REPLICA_ALIAS not in sql
+        assert connectors[connector].execute(f"SELECT count(*) FROM ({sql})", max_rows=1,
+                                             timeout_s=10).table.column(0)[0].as_py() > 0
+    finally:
+        for opened in connectors.values():
+            opened.close()

@@ -122,6 +122,12 @@ class PseudonymReplicas:
     def __bool__(self) -> bool:
         return bool(self._replicas)
 
+    def drop_connector(self, connector: str, catalog: Catalog) -> None:
+        """Forget the replicas of ``connector``'s datasets (its connector could not attach the file)."""
+        self.files.pop(connector, None)
+        for name in [n for n in self._replicas if catalog.datasets[n].connector == connector]:
+            del self._replicas[name]
+
     def usable(self, dataset: str) -> Replica | None:
         """The dataset's replica if its source is unchanged since it was built."""
         replica = self._replicas.get(dataset)
