@@ -28,7 +28,7 @@ from connectors.base import (
     stream_from_result,
 )
 from gateway.audit import AuditEvent, AuditKeys, AuditStore, make_receipt, sql_fields
-from gateway.audit.person_index import encode_person_keys
+from gateway.audit.person_index import PersonKeyCollector, encode_person_keys
 from gateway.catalog import Catalog
 from gateway.errors import (
     AccessDenied,
@@ -350,16 +350,20 @@ class Gateway:
             person_keys=person_keys or [],
         )
 
+    def _person_key_columns(self, plan: RewritePlan) -> list[tuple[int, str]]:
+        """(index, dataset) of the answer's columns that carry a dataset's person key."""
+        return [(index, column.dataset) for index, column in enumerate(plan.columns)
+                if column.dataset is not None
+                and column.source_column == self.catalog.datasets[column.dataset].person_key]
+
     def _person_keys(self, plan: RewritePlan, table: pa.Table) -> list[str]:
         """Pseudonymous keys of the persons whose rows the answer carries (see gateway/audit/person_index)."""
         entries: list[str] = []
-        for index, column in enumerate(plan.columns):
-            if column.dataset is None or index >= table.num_columns:
-                continue
-            if column.source_column != self.catalog.datasets[column.dataset].person_key:
+        for index, dataset in self._person_key_columns(plan):
+            if index >= table.num_columns:
                 continue
             values = pc.unique(table.column(index).drop_null()).to_pylist()
-            entries.extend(encode_person_keys(column.dataset, (str(v) for v in values)))
+            entries.extend(encode_person_keys(dataset, (str(v) for v in values)))
         return entries
 
     def _planned(self, principal: Principal, request: QueryRequest, ctx: RequestContext) -> _Planned:
@@ -499,11 +503,18 @@ class Gateway:
         rows = 0
         nbytes = 0
         error_code: str | None = None
+        # the persons the answer carries, for data-subject access; noted before a batch leaves
+        person_columns = [(i, d) for i, d in self._person_key_columns(plan) if i < first.num_columns]
+        collectors = {dataset: PersonKeyCollector(dataset) for _, dataset in person_columns}
         try:
+            for index, dataset in person_columns:
+                collectors[dataset].add(first.column(index))
             yield from first.to_batches()
             rows, nbytes = first.num_rows, first.nbytes
             for batch in source.batches:
                 masked = mask_results(pa.Table.from_batches([batch]), plan, self.scanner, arrow_side)
+                for index, dataset in person_columns:
+                    collectors[dataset].add(masked.column(index))
                 for out in masked.to_batches():
                     rows += out.num_rows
                     nbytes += out.nbytes
@@ -525,6 +536,7 @@ class Gateway:
                     principal, **completed, decision="allow" if error_code is None else "error",
                     rows_returned=rows, bytes_returned=nbytes, error_code=error_code,
                     datasets=list(plan.datasets),
+                    person_keys=[entry for c in collectors.values() for entry in c.entries()],
                     duration_ms=round((time.perf_counter() - started) * 1000, 3)))
             except GatewayError:
                 log.error("request %s: the completion record could not be written", base["request_id"])

@@ -4,7 +4,8 @@ For every answer that carries a dataset's person key (pseudonymised under the re
 audit record lists ``dataset:pseudonym`` entries. Up to ``EXPLICIT_LIMIT`` persons are listed one by one;
 above that a Bloom filter (no false negatives, about 0.1 % false positives) is stored as a single entry
 ``bloom:<dataset>:<bits>:<hashes>:<base64>``. A hit in a Bloom filter is a candidate that the DPO confirms by
-replaying the request.
+replaying the request. Streamed answers gather their keys batch by batch (``PersonKeyCollector``,
+``fp32`` fingerprint entries, below) into the ``query_completed`` record.
 """
 
 from __future__ import annotations
@@ -13,6 +14,11 @@ import base64
 import hashlib
 import math
 from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 EXPLICIT_LIMIT = 1000
 FALSE_POSITIVE_RATE = 0.001
@@ -49,4 +55,111 @@ def may_contain(entries: Iterable[str], dataset: str, key: str) -> bool:
             bits, hashes = int(bits_text), int(hashes_text)
             if all(field[p // 8] & (1 << (p % 8)) for p in _positions(key, bits, hashes)):
                 return True
+        if entry.startswith(f"fp32:{dataset}:") and _fp32_contains(entry.split(":", 2)[2], key):
+            return True
     return False
+
+
+# --- streamed answers: person keys gathered batch by batch ---------------------------------------------
+#
+# A streamed answer (CSV, Arrow, Parquet, large JSON) may carry a million persons; hashing each key in a
+# Python loop would cost more than the export itself. Beyond ``EXPLICIT_LIMIT`` persons its keys are kept
+# as 32-bit fingerprints: the 64-bit FNV-1a hash of the key's UTF-8 bytes (computed over whole Arrow
+# arrays with numpy; ``_fnv1a64`` is the same function for one key), cut to its low 32 bits, sorted and
+# stored once each as ``fp32:<dataset>:<base64 of little-endian uint32>``. No false negatives; a person
+# not in the answer matches with probability (number of fingerprints) / 2**32, about 0.02 % for a million
+# persons. 4 bytes per person, in memory and in the record.
+
+_FNV_OFFSET = 0xCBF29CE484222325
+_FNV_PRIME = 0x100000001B3
+_MASK64 = (1 << 64) - 1
+
+
+def _fnv1a64(key: str) -> int:
+    value = _FNV_OFFSET
+    for byte in key.encode("utf-8"):
+        value = ((value ^ byte) * _FNV_PRIME) & _MASK64
+    return value
+
+
+def _fnv1a64_array(keys: pa.Array) -> np.ndarray[Any, np.dtype[np.uint64]]:
+    """``_fnv1a64`` of every string of ``keys`` (no nulls), vectorised over the Arrow buffers."""
+    strings = pc.cast(keys, pa.large_string())
+    buffers = strings.buffers()
+    offsets = np.frombuffer(buffers[1], dtype=np.int64)[strings.offset:strings.offset + len(strings) + 1]
+    data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else np.zeros(0, np.uint8)
+    starts, lengths = offsets[:-1], np.diff(offsets)
+    hashed = np.full(len(strings), _FNV_OFFSET, dtype=np.uint64)
+    prime = np.uint64(_FNV_PRIME)
+    if not len(lengths):
+        return hashed
+    with np.errstate(over="ignore"):
+        width = int(lengths[0])
+        if (lengths == width).all() and int(offsets[-1] - offsets[0]) == width * len(lengths):
+            # every key has the same length (pseudonyms): one column of bytes per step, no index arrays
+            block = data[int(offsets[0]):int(offsets[-1])].reshape(len(lengths), width)
+            for j in range(width):
+                hashed = (hashed ^ block[:, j].astype(np.uint64)) * prime
+            return hashed
+        for j in range(int(lengths.max())):
+            index = np.nonzero(lengths > j)[0]
+            hashed[index] = (hashed[index] ^ data[starts[index] + j].astype(np.uint64)) * prime
+    return hashed
+
+
+def _fingerprint(key: str) -> int:
+    return _fnv1a64(key) & 0xFFFFFFFF
+
+
+class PersonKeyCollector:
+    """The person keys of one dataset in a streamed answer, gathered batch by batch in bounded memory:
+    listed one by one up to ``EXPLICIT_LIMIT`` persons, beyond that as 32-bit fingerprints (``fp32``)."""
+
+    def __init__(self, dataset: str) -> None:
+        self.dataset = dataset
+        self._explicit: set[str] | None = set()
+        self._fingerprints: list[np.ndarray[Any, np.dtype[np.uint32]]] = []
+        self._pending = 0
+
+    def add(self, values: pa.Array | pa.ChunkedArray) -> None:
+        """Add the keys in ``values`` (as returned; nulls are skipped, other types compared as text)."""
+        keys = pc.cast(values.drop_null(), pa.string())
+        if isinstance(keys, pa.ChunkedArray):
+            keys = keys.combine_chunks()
+        if not len(keys):
+            return
+        if self._explicit is not None:
+            unique = pc.unique(keys)
+            if len(self._explicit) + len(unique) <= EXPLICIT_LIMIT:
+                self._explicit.update(unique.to_pylist())
+                return
+            keys = pa.concat_arrays([pa.array(sorted(self._explicit), pa.string()), unique])
+            self._explicit = None
+        self._fingerprints.append((_fnv1a64_array(keys) & np.uint64(0xFFFFFFFF)).astype(np.uint32))
+        self._pending += len(keys)
+        kept = len(self._fingerprints[0]) if len(self._fingerprints) > 1 else 0
+        if self._pending > max(64 * EXPLICIT_LIMIT, kept):  # amortised: compact when the pending part doubles
+            self._compact()
+
+    def _compact(self) -> None:
+        """Keep each fingerprint once (repeated persons across batches cost no memory)."""
+        merged = np.sort(np.concatenate(self._fingerprints))  # sort-based: numpy's hash unique is slower here
+        keep = np.empty(len(merged), dtype=np.bool_)
+        keep[:1] = True
+        np.not_equal(merged[1:], merged[:-1], out=keep[1:])
+        self._fingerprints = [merged[keep]]
+        self._pending = 0
+
+    def entries(self) -> list[str]:
+        if self._explicit is not None:
+            return [f"{self.dataset}:{key}" for key in sorted(self._explicit)]
+        self._compact()
+        packed = self._fingerprints[0].astype("<u4").tobytes()
+        return [f"fp32:{self.dataset}:{base64.b64encode(packed).decode('ascii')}"]
+
+
+def _fp32_contains(payload: str, key: str) -> bool:
+    fingerprints = np.frombuffer(base64.b64decode(payload), dtype="<u4")
+    wanted = np.uint32(_fingerprint(key))
+    index = int(np.searchsorted(fingerprints, wanted))
+    return index < len(fingerprints) and fingerprints[index] == wanted

@@ -10,7 +10,10 @@ without dropping a request that did disclose the person (no false negatives, wit
    must have read the dataset.
 2. **Narrowing by recorded person keys** - the pipeline lists in ``person_keys`` the values of a
    dataset's person-key column that an answer carried, as ``<dataset>:<value as returned>`` or, for many
-   persons, one Bloom filter entry ``bloom:<dataset>:...`` (see :mod:`gateway.audit.person_index`).  The
+   persons, one Bloom filter entry ``bloom:<dataset>:...`` (see :mod:`gateway.audit.person_index`).
+   A streamed answer (CSV, Arrow, Parquet, large JSON) has them in its ``query_completed`` record
+   (explicit, or 32-bit fingerprints ``fp32:<dataset>:...``), looked up by the request id; a stream whose
+   completion record is missing stays a ``dataset_read`` candidate.  The
    value as returned is the analyst's pseudonym (``p_`` + 16 hex, per purpose and pseudonym domain) or,
    where the column is released plain, the key itself.  A record with entries *for this dataset* stays a
    candidate only if one of the person's forms matches (exactly: ``person_key_recorded``; in a Bloom
@@ -128,15 +131,23 @@ class SubjectAccessReport(BaseModel):
 
 
 def _entries_for(person_keys: Iterable[str], dataset: str) -> list[str]:
-    exact, bloom = f"{dataset}:", f"bloom:{dataset}:"
-    return [e for e in person_keys if e.startswith(exact) or e.startswith(bloom)]
+    prefixes = (f"{dataset}:", f"bloom:{dataset}:", f"fp32:{dataset}:")
+    return [e for e in person_keys if e.startswith(prefixes)]
+
+
+def _completion_entries(store: AuditStore, request_id: str, dataset: str) -> list[str]:
+    """The person keys a streamed answer's ``query_completed`` record holds for ``dataset`` (none if the
+    record is missing: the stream's keys are gathered while it runs and written when it ends)."""
+    for record in store.query(AuditFilter(event="query_completed", request_id=request_id), limit=1):
+        return _entries_for(record.event.person_keys, dataset)
+    return []
 
 
 def _match(entries: list[str], dataset: str, forms: set[str]) -> Basis | None:
     """``person_key_recorded`` for an exact entry, ``person_key_filter`` for a Bloom hit, else None."""
     if any(f"{dataset}:{form}" in entries for form in forms):
         return "person_key_recorded"
-    blooms = [e for e in entries if e.startswith(f"bloom:{dataset}:")]
+    blooms = [e for e in entries if e.startswith((f"bloom:{dataset}:", f"fp32:{dataset}:"))]
     if not blooms:
         return None
     try:
@@ -197,6 +208,9 @@ def requests_touching_person(
             continue  # defensive: the store's filter already ensures this
         basis: Basis = "dataset_read"
         entries = _entries_for(event.person_keys, dataset)
+        if not entries and event.rows_returned is None and event.request_id:
+            # a streamed answer: its query record was written before the first row, its keys after the last
+            entries = _completion_entries(store, event.request_id, dataset)
         if entries:
             forms = {value}
             if key_ring is not None and event.purpose:
