@@ -6,6 +6,7 @@ import base64
 from datetime import UTC, datetime, timedelta
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,6 +16,8 @@ from gateway.audit.person_index import (
     PersonKeyCollector,
     _fnv1a64,
     _fnv1a64_array,
+    _pack_fingerprints,
+    _unpack_fingerprints,
     encode_person_keys,
     may_contain,
 )
@@ -108,3 +111,10 @@ def test_streamed_answers_record_their_persons(api: Api, runtime: Runtime,
 
     assert basis(insider) == {ids["every"]: "person_key_filter", ids["one_district"]: "person_key_recorded"}
     assert basis(outsider) == {ids["every"]: "person_key_filter"}  # the district export did not carry them
+
+
+@settings(max_examples=50, deadline=None)
+@given(values=st.sets(st.integers(0, 2**32 - 1), min_size=1, max_size=3000))
+def test_fingerprints_pack_and_unpack_exactly(values: set[int]) -> None:
+    fingerprints = np.array(sorted(values), dtype=np.uint32)
+    assert np.array_equal(_unpack_fingerprints(_pack_fingerprints(fingerprints)), fingerprints)
