@@ -85,6 +85,9 @@ class Dataset(BaseModel):
     person_key: str | None = None
     residency: Residency | None = None
     retention: Retention | None = None
+    pseudonym_replica: bool = Field(default=True, description=(
+        "DuckDB datasets: the gateway may keep a replica with precomputed pseudonyms "
+        "(gateway/sql/pseudonym_replica.py); false: pseudonyms are always computed in SQL."))
     columns: dict[str, Column]
 
     @field_validator("columns")

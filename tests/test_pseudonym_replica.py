@@ -226,3 +226,13 @@ def test_a_replica_that_cannot_be_attached_is_forgotten(catalog: Catalog, demo_d
     finally:
         for opened in connectors.values():
             opened.close()
+
+
+def test_the_catalog_can_keep_a_dataset_out_of_the_replica(catalog: Catalog) -> None:
+    data = load_bundle(DEFAULT_POLICY_DIR, catalog).data
+    assert any(s.dataset == "einwohner" for s in specs_from_policy_data(data, catalog))
+    raw = catalog.model_dump(by_alias=True)
+    raw["datasets"]["einwohner"]["pseudonym_replica"] = False
+    opted_out = Catalog.model_validate(raw)
+    specs = specs_from_policy_data(data, opted_out)
+    assert specs and not any(s.dataset == "einwohner" for s in specs)  # other datasets still have theirs

@@ -19,7 +19,8 @@ with ``op: pseudonymise``); a rule elsewhere in Rego simply takes the SQL path.
 
 The replica is a copy of the source's personal data: it lives in the data directory
 (``pseudonyms/<connector>.duckdb``) with the source's protection, is rebuilt on start when the source or
-the keys changed, and ``masking.precompute_pseudonyms: false`` turns it off.
+the keys changed; the setting ``precompute_pseudonyms: false`` turns it off for all datasets, the
+catalog's ``pseudonym_replica: false`` for one.
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ def specs_from_policy_data(data: Mapping[str, Any], catalog: Catalog) -> list[Ps
             continue
         dataset, purpose = grant.get("dataset"), grant.get("purpose")
         meta = catalog.datasets.get(str(dataset))
-        if meta is None or not isinstance(purpose, str):
+        if meta is None or not isinstance(purpose, str) or not meta.pseudonym_replica:
             continue
         if catalog.connectors[meta.connector].kind != "duckdb":
             continue
