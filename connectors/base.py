@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -10,6 +11,27 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import pyarrow as pa
+
+#: ``scheme://userinfo@``: everything between ``//`` and the last ``@`` of a run without whitespace, so a
+#: password with an unencoded ``/``, ``:`` or ``@`` is covered as well
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)[^\s]*@")
+#: ``password=...`` (also ``sslpassword=``, ``PGPASSWORD=``, ``MYSQL_PWD=``) in libpq key/value form, a URL
+#: query or an environment listing: a quoted value or up to a separator
+_PASSWORD_PAIR = re.compile(
+    r"(?P<key>\b\w*(?:password|passwd|pwd)\s*=\s*)(?:'(?:[^'\\]|\\.)*'?|\"[^\"]*\"?|[^\s&;,]*)",
+    re.IGNORECASE,
+)
+
+
+def scrub_credentials(text: str) -> str:
+    """``text`` without the credentials of any DSN in it, for logs and ``internal_detail``.
+
+    ``postgresql://gw:secret@db/x`` becomes ``postgresql://***@db/x`` and ``password=secret`` becomes
+    ``password=***``. A connector scrubs the password it knows as well; this catches DSN-looking text
+    whose password it cannot know (a DSN that did not parse, another connector's DSN).
+    """
+    text = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}***@", text)
+    return _PASSWORD_PAIR.sub(lambda m: f"{m.group('key')}***", text)
 
 
 class ConnectorError(Exception):

@@ -50,6 +50,7 @@ from connectors.base import (
     StreamResult,
     Watchdog,
     bounded_stream,
+    scrub_credentials,
 )
 
 #: rows per fetchmany (execute) and per Arrow record batch (stream)
@@ -88,18 +89,38 @@ class _Target:
     unix_socket: str | None = None
 
 
+class _InvalidDsn(ValueError):
+    """A DSN that cannot be used; the message is ours and never quotes any part of the DSN."""
+
+
+#: what to do about a DSN that does not parse: the usual cause is an unencoded character in the password
+_DSN_HINT = ("expected mysql://user:password@host:port/database; percent-encode special characters in the "
+             "user and password ('/' as %2F, '@' as %40, ':' as %3A)")
+
+
 def _parse_dsn(dsn: str) -> _Target:
-    """``mysql://user:password@host:port/database`` (also ``mariadb://``, ``mysql+pymysql://``)."""
-    parts = urlsplit(dsn)
+    """``mysql://user:password@host:port/database`` (also ``mariadb://``, ``mysql+pymysql://``).
+
+    Raises ``_InvalidDsn``, whose message names the problem without quoting the DSN: the parser's own
+    text (``Port could not be cast to integer value as '<part of the password>'``) is never passed on.
+    """
+    try:
+        parts = urlsplit(dsn)
+        port = parts.port
+    except ValueError:
+        raise _InvalidDsn(f"the MySQL/MariaDB DSN cannot be parsed ({_DSN_HINT})") from None
     if parts.scheme not in ("mysql", "mariadb", "mysql+pymysql", "mariadb+pymysql"):
-        raise ValueError("not a MySQL/MariaDB DSN (expected mysql://user:password@host:port/database)")
+        raise _InvalidDsn("not a MySQL/MariaDB DSN (expected mysql://user:password@host:port/database)")
+    if "@" in parts.path or "@" in parts.query:
+        # an unencoded '/' or '?' in the password ended the authority early
+        raise _InvalidDsn(f"the MySQL/MariaDB DSN has an '@' after the host ({_DSN_HINT})")
     database = unquote(parts.path.lstrip("/"))
     if not database:
-        raise ValueError("the MySQL/MariaDB DSN names no database")
+        raise _InvalidDsn("the MySQL/MariaDB DSN names no database")
     query = parse_qs(parts.query)
     return _Target(
         host=parts.hostname or "127.0.0.1",
-        port=parts.port or 3306,
+        port=port or 3306,
         user=unquote(parts.username or ""),
         password=unquote(parts.password or ""),
         database=database,
@@ -190,8 +211,13 @@ class MySQLConnector:
             raise ValueError("pool_max must be at least 1")
         try:
             self._target = _parse_dsn(dsn)
-        except ValueError as exc:
-            raise ConnectorUnavailable(f"the MySQL/MariaDB DSN is not valid: {exc}") from None
+        except _InvalidDsn as exc:
+            raise ConnectorUnavailable(str(exc)) from None
+        except ValueError:  # not expected from _parse_dsn; its text could quote the DSN
+            raise ConnectorUnavailable(f"the MySQL/MariaDB DSN is not valid ({_DSN_HINT})") from None
+        password = urlsplit(dsn).password or ""
+        # the password as written in the DSN and decoded, scrubbed from any text we keep
+        self._secrets = [s for s in {password, self._target.password} if s]
         self._connect_timeout_s = connect_timeout_s
         self._batch_rows = max(1, batch_rows)
         self._idle: queue.LifoQueue[pymysql.connections.Connection[Any]] = queue.LifoQueue()
@@ -202,8 +228,9 @@ class MySQLConnector:
     # -- helpers ---------------------------------------------------------------------------------
 
     def _scrub(self, text: str) -> str:
-        password = self._target.password
-        return text.replace(password, "***") if password else text
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return scrub_credentials(text)
 
     def _connect(self) -> pymysql.connections.Connection[Any]:
         target = self._target

@@ -25,6 +25,7 @@ NUMERIC, comes from all rows in ``execute()`` and from the first batch in ``stre
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 import uuid
@@ -48,6 +49,7 @@ from connectors.base import (
     StreamResult,
     Watchdog,
     bounded_stream,
+    scrub_credentials,
 )
 
 #: rows per FETCH (execute) and per Arrow record batch (stream)
@@ -119,6 +121,33 @@ def _secrets_of(dsn: str) -> list[str]:
     except (ValueError, psycopg.Error):
         pass
     return [s for s in secrets if s]
+
+
+#: what to do about a DSN that does not parse: the usual cause is an unencoded character in the password
+_DSN_HINT = ("expected postgresql://user:password@host:port/database or key=value pairs; percent-encode "
+             "special characters in the user and password ('/' as %2F, '@' as %40, ':' as %3A)")
+#: libpq quotes the value it could not parse ("Ge heim"): that value can be a piece of the password
+_QUOTED = re.compile(r'"[^"]*"')
+
+
+def _check_dsn(conninfo: str) -> None:
+    """Refuse a DSN whose password would end up elsewhere (as the port, in the database name).
+
+    ``postgresql://gw:Ge/heim@db/x`` parses as host ``gw``, port ``Ge`` and database ``heim@db/x``: libpq
+    would then name the "port" in its errors and psycopg in its connection log. Raises ConnectorUnavailable
+    with a message and detail that quote no part of the DSN.
+    """
+    try:
+        params = conninfo_to_dict(conninfo)
+    except psycopg.Error as exc:
+        raise ConnectorUnavailable(f"the PostgreSQL DSN is not valid ({_DSN_HINT})",
+                                   internal_detail=_QUOTED.sub('"***"', scrub_credentials(str(exc)).strip())
+                                   ) from None
+    ports = str(params.get("port") or "").split(",")
+    if any(port.strip() and not port.strip().isdigit() for port in ports):
+        raise ConnectorUnavailable(f"the PostgreSQL DSN is not valid: the port is not a number ({_DSN_HINT})")
+    if "://" in conninfo and "@" in str(params.get("dbname") or ""):
+        raise ConnectorUnavailable(f"the PostgreSQL DSN is not valid: an '@' after the host ({_DSN_HINT})")
 
 
 def _normalise_dsn(dsn: str) -> str:
@@ -220,7 +249,8 @@ class PostgresConnector:
     dialect = "postgres"
 
     def __init__(self, dsn: str, *, schema: str | None = None, pool_min: int = 1, pool_max: int = 4,
-                 connect_timeout_s: float = 5.0, batch_rows: int = _BATCH_ROWS) -> None:
+                 connect_timeout_s: float = 5.0, batch_rows: int = _BATCH_ROWS,
+                 reconnect_timeout_s: float | None = None) -> None:
         if pool_min < 0 or pool_max < 1 or pool_min > pool_max:
             raise ValueError("need 0 <= pool_min <= pool_max and pool_max >= 1")
         self._secrets = _secrets_of(dsn)
@@ -233,12 +263,8 @@ class PostgresConnector:
         self._search_path = search_path
         self._closed = False
         self._lock = threading.Lock()
-        try:
-            conninfo = _normalise_dsn(dsn)
-            conninfo_to_dict(conninfo)  # validate the DSN before the pool starts connecting with it
-        except psycopg.Error as exc:
-            raise ConnectorUnavailable("the PostgreSQL DSN is not valid",
-                                       internal_detail=self._scrub(str(exc))) from None
+        conninfo = _normalise_dsn(dsn)
+        _check_dsn(conninfo)  # before the pool starts connecting (and psycopg logging) with it
         self._pool = ConnectionPool(
             conninfo,
             min_size=pool_min,
@@ -255,7 +281,12 @@ class PostgresConnector:
             },
             configure=self._configure,
             check=ConnectionPool.check_connection,
-            reconnect_timeout=max(60.0, 10 * connect_timeout_s),
+            # psycopg_pool retries a failed connection in the background with a growing delay (1, 2, 4,
+            # ... s) until reconnect_timeout and then gives up that slot; a later query grows the pool
+            # again at once. A long reconnect_timeout would leave queries waiting for the next retry long
+            # after the database came back (measured: 10 s after a 20 s outage with 60 s), so the
+            # default lets the background give up after one connect_timeout_s and the next query connect
+            reconnect_timeout=connect_timeout_s if reconnect_timeout_s is None else reconnect_timeout_s,
         )
         # do not wait: the gateway may start while the database is still down; queries then fail
         # with ConnectorUnavailable and the pool reconnects in the background
@@ -266,7 +297,7 @@ class PostgresConnector:
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        return text
+        return scrub_credentials(text)
 
     @staticmethod
     def _configure(conn: psycopg.Connection[Any]) -> None:

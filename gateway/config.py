@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     json_stream_after_rows: int = Field(default=50_000, ge=1, description=(
         "JSON answers with more rows than this are streamed batch by batch instead of built whole "
         "(the audit trail then holds a query and a query_completed record, as for CSV/Arrow/Parquet)."))
+    aggregate_max_groups: int = Field(default=10_000, ge=1, description=(
+        "Most rows (groups) of an aggregate-only answer: such answers are held whole in memory while "
+        "disclosure control runs, so a larger one is refused with aggregate_too_large."))
     statement_timeout_seconds: float = Field(default=30.0, gt=0, description="Per-query time limit.")
     default_dialect: Literal["postgres", "duckdb", "mysql", "trino"] = Field(
         default="postgres", description="SQL dialect assumed when a request names none."

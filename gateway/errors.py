@@ -62,6 +62,14 @@ class InvalidQuery(GatewayError):
     title = "The query cannot be accepted"
 
 
+class AggregateTooLarge(InvalidQuery):
+    """An aggregate-only answer with more groups than ``aggregate_max_groups`` (it is held whole in memory
+    while disclosure control runs, so its size is bounded)."""
+
+    code = "aggregate_too_large"
+    title = "The aggregate has too many groups"
+
+
 class BadRequest(GatewayError):
     status = 400
     code = "bad_request"

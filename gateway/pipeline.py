@@ -25,6 +25,7 @@ from connectors.base import (
     ConnectorUnavailable,
     QueryRejected,
     StreamResult,
+    scrub_credentials,
     stream_from_result,
 )
 from gateway.audit import AuditEvent, AuditKeys, AuditStore, make_receipt, sql_fields
@@ -32,6 +33,7 @@ from gateway.audit.person_index import PersonKeyCollector, encode_person_keys
 from gateway.catalog import Catalog
 from gateway.errors import (
     AccessDenied,
+    AggregateTooLarge,
     AuditUnavailable,
     DatabaseRejected,
     GatewayError,
@@ -156,6 +158,7 @@ class Gateway:
         scanner: Scanner,
         max_rows_cap: int = 1_000_000,
         statement_timeout_s: float = 30.0,
+        aggregate_max_groups: int = 10_000,
         replicas: PseudonymReplicas | None = None,
     ) -> None:
         self._catalog = catalog
@@ -166,6 +169,8 @@ class Gateway:
         self.key_ring = key_ring
         self.scanner = scanner
         self.max_rows_cap = max_rows_cap
+        #: aggregate-only answers are held whole (disclosure control needs all groups): at most this many rows
+        self.aggregate_max_groups = aggregate_max_groups
         self.statement_timeout_s = statement_timeout_s
         #: DuckDB tables with pseudonyms computed ahead (gateway.sql.pseudonym_replica)
         self.replicas = replicas or PseudonymReplicas()
@@ -339,6 +344,7 @@ class Gateway:
             datasets=list(plan.datasets),
             columns=list(plan.columns_touched),
             rules=decision.rules(),
+            legal_bases=decision.legal_bases(),
             masks=plan.masks,
             policy_version=decision.policy_version,
             sql_rewritten=plan.sql_for_audit,
@@ -428,13 +434,23 @@ class Gateway:
             connector = self.connectors[p.connector_name]
             ticket = self.sdc.admit(principal, request, p.decision, p.plan, connector, request_id=ctx.request_id,
                                      client_address=ctx.client_address)  # SDC
-            result = connector.execute(p.plan.sql, max_rows=p.plan.max_rows, timeout_s=self.statement_timeout_s)
+            bound = self._aggregate_bound(p.plan)
+            result = connector.execute(p.plan.sql, max_rows=bound or p.plan.max_rows,
+                                       timeout_s=self.statement_timeout_s)
+            if bound is not None and result.truncated:
+                raise _aggregate_too_large(bound)
             table = mask_results(self.sdc.perturb(ticket, result.table), p.plan, self.scanner,  # SDC: DP noise
                                  ArrowSideContext(self.key_ring, request.purpose, p.decision))
             self.sdc.record(ticket)  # SDC: remember the population for the differencing guard
         except Exception as exc:
             raise self._failed_after_plan(principal, p, exc) from exc
         return self._outcome(principal, ctx, p, table, result.truncated)
+
+    def _aggregate_bound(self, plan: RewritePlan) -> int | None:
+        """The row bound of an aggregate-only answer when it is tighter than the plan's own row limit."""
+        if plan.min_cell is None or self.aggregate_max_groups >= plan.max_rows:
+            return None
+        return self.aggregate_max_groups
 
     def run_query_stream(self, principal: Principal, request: QueryRequest, ctx: RequestContext) -> QueryStream:
         """Run a query whose answer is streamed batch by batch (CSV, Arrow, Parquet).
@@ -562,6 +578,7 @@ class Gateway:
             **base,
             decision=outcome,
             rules=rules,
+            legal_bases=decision.legal_bases() if decision is not None else {},
             error_code=error.code,
             datasets=list(plan.datasets) if plan else sorted(decision.datasets) if decision else known_datasets,
             columns=list(plan.columns_touched) if plan else [],
@@ -576,8 +593,36 @@ class Gateway:
         self._append(event)
 
 
+#: how loud the operator's log line for a connector failure is: an unreachable database is the
+#: operator's business, a rejected or slow query usually the analyst's
+_CONNECTOR_LOG_LEVELS: tuple[tuple[type[ConnectorError], int], ...] = (
+    (ConnectorUnavailable, logging.WARNING),
+    (ConnectorTimeout, logging.INFO),
+    (QueryRejected, logging.INFO),
+)
+
+
+def _log_connector_failure(exc: ConnectorError, request_id: str) -> None:
+    """The operator's log line: the connector's message and ``internal_detail`` (the database's own
+    text), with any DSN credentials scrubbed. The caller never sees the detail."""
+    level = next((lvl for kind, lvl in _CONNECTOR_LOG_LEVELS if isinstance(exc, kind)), logging.ERROR)
+    detail = scrub_credentials(exc.internal_detail) if exc.internal_detail else "-"
+    log.log(level, "request %s: %s: %s (detail: %s)", request_id, type(exc).__name__,
+            scrub_credentials(str(exc)), detail)
+
+
+def _aggregate_too_large(bound: int) -> AggregateTooLarge:
+    return AggregateTooLarge(
+        f"this aggregate has more than {bound:,} groups, the most an aggregate-only answer may have (it is "
+        "held whole while disclosure control runs); group more coarsely (for example by year instead of "
+        "date, by district instead of postcode) or add a filter",
+        code="aggregate_too_large")
+
+
 def _connector_error(exc: ConnectorError, request_id: str) -> GatewayError:
-    """Map a connector failure to a caller-safe error: the database's own text is never passed on."""
+    """Map a connector failure to a caller-safe error (the database's own text is never passed on) and
+    write the operator's log line."""
+    _log_connector_failure(exc, request_id)
     if isinstance(exc, ConnectorTimeout):
         return QueryTimeout(
             f"{exc}; narrow the query (filters, LIMIT) or aggregate in SQL", code="query_timeout"

@@ -65,15 +65,33 @@ role_ok(g) if {
 	r in g.roles
 }
 
+# grant validity: dates "YYYY-MM-DD", local calendar days (Europe/Berlin), both ends inclusive, compared
+# with context.local_date. A malformed date, or an input without local_date, leaves the grant not in force.
+date_pattern := `^[0-9]{4}-[0-9]{2}-[0-9]{2}$`
+
 expired(g) if {
-	g.valid_until
-	input.context.time > g.valid_until
+	"valid_until" in object.keys(g)
+	not valid_until_ok(g)
+}
+
+valid_until_ok(g) if {
+	regex.match(date_pattern, g.valid_until)
+	today <= g.valid_until
 }
 
 not_yet_valid(g) if {
-	g.valid_from
-	input.context.time < g.valid_from
+	"valid_from" in object.keys(g)
+	not valid_from_ok(g)
 }
+
+valid_from_ok(g) if {
+	regex.match(date_pattern, g.valid_from)
+	g.valid_from <= today
+}
+
+format_date(v) := v if is_string(v)
+
+format_date(v) := "(not a date)" if not is_string(v)
 
 # office hours are local time; the gateway puts the local weekday (Monday = 1) and "HH:MM" into the input
 outside_office_hours(g) if {
@@ -103,7 +121,8 @@ applicable_grants[name] := [g |
 
 # --- data sovereignty: data-use agreements ---------------------------------------------------
 
-today := substring(input.context.time, 0, 10)
+# the local calendar day (Europe/Berlin), computed by the gateway: agreement and grant dates are local days
+today := input.context.local_date
 
 agreement_in_force(a) if {
 	a.valid_from <= today
@@ -278,7 +297,7 @@ denials contains {
 denials contains {
 	"rule": "time_bound.expired",
 	"dataset": name,
-	"message": concat("", ["your grant ", g.id, " on dataset ", name, " expired at ", g.valid_until]),
+	"message": concat("", ["your grant ", g.id, " on dataset ", name, " was valid until ", format_date(g.valid_until), " (local date)"]),
 } if {
 	some name in protected_requested
 	count(grants_for[name]) == 0
@@ -289,7 +308,7 @@ denials contains {
 denials contains {
 	"rule": "time_bound.not_yet_valid",
 	"dataset": name,
-	"message": concat("", ["your grant ", g.id, " on dataset ", name, " is valid only from ", g.valid_from]),
+	"message": concat("", ["your grant ", g.id, " on dataset ", name, " is valid only from ", format_date(g.valid_from), " (local date)"]),
 } if {
 	some name in protected_requested
 	count(grants_for[name]) == 0
@@ -390,18 +409,59 @@ retention_filters(name) := [{
 
 retention_filters(name) := [] if not data.catalog[name].retention
 
+# the catalog's default mask of a column ({op, params}); undefined when the catalog sets none
+default_mask(name, col) := data.catalog[name].columns[col].default_mask
+
+public_column(name, col) := {
+	"op": m.op, "params": object.get(m, "params", {}), "rule": "catalog.default_mask",
+} if {
+	m := default_mask(name, col)
+}
+
+public_column(name, col) := {"op": "plain", "rule": "open_data.public_dataset"} if not default_mask(name, col)
+
 public_dataset(name) := {
 	"allow": true,
 	"rules": ["open_data.public_dataset"],
-	"columns": {col: {"op": "plain", "rule": "open_data.public_dataset"} | some col in object.keys(data.catalog[name].columns)},
+	"legal_basis": object.get(data.catalog[name], "legal_basis", null),
+	"columns": {col: public_column(name, col) | some col in object.keys(data.catalog[name].columns)},
 	"row_filters": retention_filters(name),
 	"aggregate_only": null,
 	"max_rows": null,
 }
 
-column_rule(g, col) := g.columns[col]
+# a column the grant lists with an op: as the grant says
+column_rule(g, name, col) := g.columns[col] if g.columns[col].op
 
-column_rule(g, col) := {"op": "deny", "rule": concat("", [g.id, ".unlisted_column"])} if not g.columns[col]
+# a column the grant lists without an op: the catalog's default mask (the grant's rule name, if it gives one)
+column_rule(g, name, col) := {
+	"op": m.op, "params": object.get(m, "params", {}),
+	"rule": object.get(g.columns[col], "rule", "catalog.default_mask"),
+} if {
+	default_mask_applies(g, name, col)
+	m := default_mask(name, col)
+}
+
+# ... and without a default mask in the catalog (or not listed as a mapping): denied
+column_rule(g, name, col) := {"op": "deny", "rule": concat("", [g.id, ".no_default_mask"])} if {
+	listed_without_op(g, col)
+	not default_mask_applies(g, name, col)
+}
+
+column_rule(g, name, col) := {"op": "deny", "rule": concat("", [g.id, ".unlisted_column"])} if {
+	not col in object.keys(g.columns)
+}
+
+listed_without_op(g, col) if {
+	col in object.keys(g.columns)
+	not g.columns[col].op
+}
+
+default_mask_applies(g, name, col) if {
+	listed_without_op(g, col)
+	is_object(g.columns[col])
+	default_mask(name, col)
+}
 
 row_filters(g) := [{"column": f.column, "op": "in", "values": object.get(ident, f.claim, []), "rule": f.rule} |
 	some f in object.get(g, "row_filters", [])
@@ -411,7 +471,8 @@ row_filters(g) := [{"column": f.column, "op": "in", "values": object.get(ident, 
 granted_dataset(name, g) := {
 	"allow": true,
 	"rules": [g.id],
-	"columns": {col: column_rule(g, col) | some col in object.keys(data.catalog[name].columns)},
+	"legal_basis": object.get(data.catalog[name], "legal_basis", null),
+	"columns": {col: column_rule(g, name, col) | some col in object.keys(data.catalog[name].columns)},
 	"row_filters": array.concat(row_filters(g), retention_filters(name)),
 	"aggregate_only": object.get(g, "aggregate_only", null),
 	"max_rows": object.get(g, "max_rows", null),

@@ -39,7 +39,11 @@ aaron := {
 	"purposes": ["revision"], "districts": [], "clearance": "intern",
 }
 
-ctx := {"time": "2025-06-01T12:00:00Z", "client_address": "127.0.0.1"}
+# (the gateway adds the local date, weekday and clock, Europe/Berlin: inputs.py)
+ctx := {
+	"time": "2025-06-01T12:00:00Z", "client_address": "127.0.0.1", "local_date": "2025-06-01",
+	"local_weekday": 7, "local_time": "14:00",
+}
 
 # NOTE (regopy 1.5 workarounds; both forms mean the same to OPA):
 # - the tests override input key by key (`with input.identity as ...`), never `with input as {...}`:
@@ -60,9 +64,10 @@ narrow_grant := {
 	},
 }
 
-expired_grant := object.union(narrow_grant, {"valid_until": "2025-01-01T00:00:00Z"})
+# grant dates are local calendar days, both inclusive
+expired_grant := object.union(narrow_grant, {"valid_until": "2025-01-01"})
 
-future_grant := object.union(narrow_grant, {"valid_until": "2099-01-01T00:00:00Z"})
+future_grant := object.union(narrow_grant, {"valid_until": "2099-01-01"})
 
 no_claim_filter_grant := object.union(narrow_grant, {"row_filters": [{"column": "stadtteil", "claim": "districts", "rule": "test.narrow.districts"}]})
 
@@ -463,4 +468,98 @@ test_one_denied_dataset_refuses_the_request if {
 	not d.allow
 	d.datasets.stadtteile.allow
 	not d.datasets.sozialleistungen
+}
+
+# ---------------------------------------------------------------------------------------------
+# Catalog default masks (columns.<col>.default_mask) and the legal basis in the decision
+# ---------------------------------------------------------------------------------------------
+
+# lists vorname without an op (the catalog default applies), nachname without an op but with its own
+# rule name, plz (no default mask in the catalog) without an op, and geburtsdatum with an explicit op
+default_mask_grant := object.union(narrow_grant, {"columns": {
+	"vorname": {},
+	"nachname": {"rule": "test.narrow.names_as_catalog"},
+	"plz": {},
+	"geburtsdatum": {"op": "plain", "rule": "test.narrow.plain_birth_date"},
+}})
+
+# the catalog with a default mask set on one column
+with_default_mask(name, col, mask) := object.union(data.catalog, {name: object.union(
+	data.catalog[name],
+	{"columns": object.union(
+		data.catalog[name].columns,
+		{col: object.union(data.catalog[name].columns[col], {"default_mask": mask})},
+	)},
+)})
+
+test_listed_without_op_gets_the_catalog_default_mask if {
+	user := anna
+	context := ctx
+	grants := [default_mask_grant]
+	d := authz.decision with input.identity as user
+		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as context
+		with data.grants as grants
+	d.allow
+	cols := d.datasets.einwohner.columns
+	cols.vorname == {"op": "pseudonymise", "params": {"domain": "vorname"}, "rule": "catalog.default_mask"}
+	cols.nachname == {"op": "pseudonymise", "params": {"domain": "nachname"}, "rule": "test.narrow.names_as_catalog"}
+}
+
+test_listed_without_op_and_no_default_mask_is_denied if {
+	user := anna
+	context := ctx
+	grants := [default_mask_grant]
+	d := authz.decision with input.identity as user
+		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as context
+		with data.grants as grants
+	d.datasets.einwohner.columns.plz == {"op": "deny", "rule": "test.narrow.no_default_mask"}
+}
+
+test_explicit_op_wins_over_the_default_mask if {
+	user := anna
+	context := ctx
+	grants := [default_mask_grant]
+	catalog := with_default_mask("einwohner", "geburtsdatum", {"op": "deny"})
+	d := authz.decision with input.identity as user
+		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as context
+		with data.grants as grants
+		with data.catalog as catalog
+	d.datasets.einwohner.columns.geburtsdatum == {"op": "plain", "rule": "test.narrow.plain_birth_date"}
+
+	# unlisted columns stay denied even where the catalog has a default mask
+	d.datasets.einwohner.columns.strasse == {"op": "deny", "rule": "test.narrow.unlisted_column"}
+}
+
+test_public_dataset_column_with_default_mask_is_masked if {
+	user := anna
+	context := ctx
+	catalog := with_default_mask("stadtteile", "einwohner_gesamt", {"op": "noise", "params": {"scale": 10}})
+	d := authz.decision with input.identity as user
+		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
+		with input.resource as {"datasets": ["stadtteile"]}
+		with input.context as context
+		with data.catalog as catalog
+	d.allow
+	cols := d.datasets.stadtteile.columns
+	cols.einwohner_gesamt == {"op": "noise", "params": {"scale": 10}, "rule": "catalog.default_mask"}
+	cols.stadtteil == {"op": "plain", "rule": "open_data.public_dataset"}
+}
+
+test_decision_names_the_legal_basis if {
+	user := anna
+	context := ctx
+	d := authz.decision with input.identity as user
+		with input.action as {"operation": "SelectFromColumns", "purpose": "statistik"}
+		with input.resource as {"datasets": ["einwohner", "stadtteile"]}
+		with input.context as context
+	d.allow
+	d.datasets.einwohner.legal_basis == data.catalog.einwohner.legal_basis
+	d.datasets.stadtteile.legal_basis == data.catalog.stadtteile.legal_basis
+	startswith(d.datasets.einwohner.legal_basis, "§")
 }

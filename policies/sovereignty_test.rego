@@ -32,7 +32,10 @@ bea := {
 }
 
 # a Tuesday, 10:00 local time, from inside the city's network
-ctx := {"time": "2025-06-03T08:00:00Z", "client_address": "10.20.30.40", "local_weekday": 2, "local_time": "10:00"}
+ctx := {
+	"time": "2025-06-03T08:00:00Z", "client_address": "10.20.30.40", "local_date": "2025-06-03",
+	"local_weekday": 2, "local_time": "10:00",
+}
 
 rules_of(d) := {x.rule | some x in d.denials}
 
@@ -84,7 +87,7 @@ test_agreement_lets_anna_read_einwohner if {
 
 test_no_agreement_before_it_starts if {
 	user := anna
-	context := object.union(ctx, {"time": "2024-12-31T12:00:00Z"})
+	context := object.union(ctx, {"time": "2024-12-31T12:00:00Z", "local_date": "2024-12-31", "local_time": "13:00"})
 	d := authz.decision with input.identity as user
 		with input.action as select_for("statistik")
 		with input.resource as {"datasets": ["einwohner"]}
@@ -95,7 +98,7 @@ test_no_agreement_before_it_starts if {
 
 test_agreement_valid_on_its_last_day if {
 	user := anna
-	context := object.union(ctx, {"time": "2028-12-31T22:59:00Z"})
+	context := object.union(ctx, {"time": "2028-12-31T22:59:00Z", "local_date": "2028-12-31", "local_time": "23:59"})
 	d := authz.decision with input.identity as user
 		with input.action as select_for("statistik")
 		with input.resource as {"datasets": ["einwohner"]}
@@ -105,7 +108,7 @@ test_agreement_valid_on_its_last_day if {
 
 test_no_agreement_after_it_ends if {
 	user := anna
-	context := object.union(ctx, {"time": "2029-01-01T00:00:00Z"})
+	context := object.union(ctx, {"time": "2029-01-01T00:00:00Z", "local_date": "2029-01-01", "local_time": "01:00"})
 	d := authz.decision with input.identity as user
 		with input.action as select_for("statistik")
 		with input.resource as {"datasets": ["einwohner"]}
@@ -520,11 +523,187 @@ test_office_hours_outside_sunday if {
 
 test_grant_not_yet_valid if {
 	user := bea
-	context := object.union(ctx, {"time": "2024-12-31T09:00:00Z"})
+	context := object.union(ctx, {"time": "2024-12-31T09:00:00Z", "local_date": "2024-12-31", "local_time": "10:00"})
 	d := authz.decision with input.identity as user
 		with input.action as select_for("buergerservice")
 		with input.resource as {"datasets": ["anliegen"]}
 		with input.context as context
 	not d.allow
 	rules_of(d) == {"time_bound.not_yet_valid"}
+}
+
+# ---------------------------------------------------------------------------------------------
+# local calendar days: agreement and grant dates are Europe/Berlin days (context.local_date)
+# ---------------------------------------------------------------------------------------------
+
+# 00:30 in Wiesbaden on 2025-01-01, DNV-2025-004's first day (still 2024-12-31 in UTC)
+test_agreement_in_force_at_0030_local_on_valid_from if {
+	user := anna
+	context := object.union(ctx, {
+		"time": "2024-12-31T23:30:00Z", "local_date": "2025-01-01", "local_weekday": 3,
+		"local_time": "00:30",
+	})
+	d := authz.decision with input.identity as user
+		with input.action as select_for("statistik")
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as context
+	d.allow
+	count(d.denials) == 0
+}
+
+# 00:30 in Wiesbaden on 2029-01-01, the day after DNV-2025-004's last day (still 2028-12-31 in UTC)
+test_no_agreement_at_0030_local_the_day_after_valid_until if {
+	user := anna
+	context := object.union(ctx, {
+		"time": "2028-12-31T23:30:00Z", "local_date": "2029-01-01", "local_weekday": 1,
+		"local_time": "00:30",
+	})
+	d := authz.decision with input.identity as user
+		with input.action as select_for("statistik")
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as context
+	not d.allow
+	rules_of(d) == {"sovereignty.no_data_use_agreement"}
+}
+
+test_no_local_date_no_agreement if {
+	user := anna
+	context := object.remove(ctx, ["local_date"])
+	d := authz.decision with input.identity as user
+		with input.action as select_for("statistik")
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as context
+	not d.allow
+	"sovereignty.no_data_use_agreement" in rules_of(d)
+}
+
+# anna's grant, to be given validity dates (local days, both inclusive); (a rule, not a function: regopy 1.5
+# leaves `some g in data.grants` inside a function undefined)
+anna_grant := [g | some g in data.grants; g.id == "einwohner.statistik"][0]
+
+anna_at(time, local_date, local_time) := object.union(ctx, {"time": time, "local_date": local_date, "local_time": local_time})
+
+test_grant_valid_on_its_last_local_day if {
+	user := anna
+	context := anna_at("2025-06-03T21:59:00Z", "2025-06-03", "23:59")
+	grant := anna_grant
+	grants := [object.union(grant, {"valid_until": "2025-06-03"})]
+	d := authz.decision with input.identity as user
+		with input.action as select_for("statistik")
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as context
+		with data.grants as grants
+	d.allow
+}
+
+test_grant_expired_at_0030_local_the_day_after if {
+	user := anna
+	context := anna_at("2025-06-03T22:30:00Z", "2025-06-04", "00:30")
+	grant := anna_grant
+	grants := [object.union(grant, {"valid_until": "2025-06-03"})]
+	d := authz.decision with input.identity as user
+		with input.action as select_for("statistik")
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as context
+		with data.grants as grants
+	not d.allow
+	rules_of(d) == {"time_bound.expired"}
+}
+
+test_grant_valid_at_0030_local_on_valid_from if {
+	user := anna
+	context := anna_at("2025-06-02T22:30:00Z", "2025-06-03", "00:30")
+	grant := anna_grant
+	grants := [object.union(grant, {"valid_from": "2025-06-03", "valid_until": "2025-06-03"})]
+	d := authz.decision with input.identity as user
+		with input.action as select_for("statistik")
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as context
+		with data.grants as grants
+	d.allow
+}
+
+test_grant_not_yet_valid_the_local_day_before if {
+	user := anna
+	context := anna_at("2025-06-02T21:59:00Z", "2025-06-02", "23:59")
+	grant := anna_grant
+	grants := [object.union(grant, {"valid_from": "2025-06-03"})]
+	d := authz.decision with input.identity as user
+		with input.action as select_for("statistik")
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as context
+		with data.grants as grants
+	not d.allow
+	rules_of(d) == {"time_bound.not_yet_valid"}
+}
+
+# a validity that is not a plain date (a timestamp, a German date, null) leaves the grant not in force
+test_grant_until_timestamp_not_in_force if {
+	user := anna
+	context := ctx
+	grant := anna_grant
+	grants := [object.union(grant, {"valid_until": "2099-12-31T23:59:59Z"})]
+	d := authz.decision with input.identity as user
+		with input.action as select_for("statistik")
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as context
+		with data.grants as grants
+	not d.allow
+	rules_of(d) == {"time_bound.expired"}
+}
+
+test_grant_until_german_date_not_in_force if {
+	user := anna
+	context := ctx
+	grant := anna_grant
+	grants := [object.union(grant, {"valid_until": "31.12.2099"})]
+	d := authz.decision with input.identity as user
+		with input.action as select_for("statistik")
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as context
+		with data.grants as grants
+	not d.allow
+	rules_of(d) == {"time_bound.expired"}
+}
+
+test_grant_until_null_not_in_force if {
+	user := anna
+	context := ctx
+	grant := anna_grant
+	grants := [object.union(grant, {"valid_until": null})]
+	d := authz.decision with input.identity as user
+		with input.action as select_for("statistik")
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as context
+		with data.grants as grants
+	not d.allow
+	rules_of(d) == {"time_bound.expired"}
+}
+
+test_grant_from_timestamp_not_in_force if {
+	user := anna
+	context := ctx
+	grant := anna_grant
+	grants := [object.union(grant, {"valid_from": "2025-01-01T00:00:00Z"})]
+	d := authz.decision with input.identity as user
+		with input.action as select_for("statistik")
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as context
+		with data.grants as grants
+	not d.allow
+	rules_of(d) == {"time_bound.not_yet_valid"}
+}
+
+test_grant_without_local_date_not_in_force if {
+	user := anna
+	context := object.remove(ctx, ["local_date"])
+	grant := anna_grant
+	grants := [object.union(grant, {"valid_until": "2099-12-31"})]
+	d := authz.decision with input.identity as user
+		with input.action as select_for("statistik")
+		with input.resource as {"datasets": ["einwohner"]}
+		with input.context as context
+		with data.grants as grants
+	not d.allow
+	"time_bound.expired" in rules_of(d)
 }

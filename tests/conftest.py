@@ -99,10 +99,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """With GATEWAY_REQUIRE_DATABASES=1 (CI), a skipped database test counts as failed."""
+    """With GATEWAY_REQUIRE_DATABASES=1 (CI), a skipped database test counts as failed (an expected
+    failure, ``xfail``, is reported as skipped too: it ran, so it stays as it is)."""
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
     needs_db = any(item.get_closest_marker(k) for k in ("postgres", "mariadb"))
-    if report.skipped and needs_db and os.environ.get("GATEWAY_REQUIRE_DATABASES") == "1":
+    expected_failure = hasattr(report, "wasxfail")
+    if report.skipped and needs_db and not expected_failure and os.environ.get("GATEWAY_REQUIRE_DATABASES") == "1":
         report.outcome = "failed"
         report.longrepr = "a test that needs PostgreSQL/MariaDB was skipped; CI requires it to run"

@@ -10,7 +10,14 @@ API (https://www.openpolicyagent.org/docs/rest-api) that opa-python-client and t
 * ``PUT /v1/data`` and ``PUT /v1/data/{path}`` (204), ``GET /v1/data/{path}``, ``DELETE /v1/data/{path}``,
 * ``POST /v1/data/{path}`` with ``{"input": ...}`` - returns ``{"result": ...}``, and omits ``"result"``
   when the document is undefined, as OPA does,
-* ``GET /health``.
+* ``GET /health``,
+* a bundle loaded from disk at start (``run_compat_server(bundle_dir=DIR)``, like ``opa run --server
+  --bundle DIR``): its ``data.json`` becomes the data document, its Rego modules the policies, and its
+  ``.manifest`` is served at ``data.system.bundles[DIR].manifest`` (``GET /v1/data/system/bundles``), where
+  OPA keeps the manifest of every activated bundle, a bundle from disk being named by its path. As in
+  OPA, the policy and data write APIs refuse paths under the bundle's ``roots`` (400
+  ``invalid_parameter``). Unlike OPA, ``*_test.rego`` modules of the bundle are not loaded (regopy
+  crashes evaluating decisions with test modules loaded); the decision never depends on them.
 
 The Rego is evaluated by regopy (the Rego engine the gateway embeds), i.e. by a *different* Rego
 engine than OPA. What this proves is that ``OpaPolicyEngine`` speaks OPA's wire protocol correctly and
@@ -22,11 +29,13 @@ real OPA runs in ``docker-compose`` (service ``opa``); run the conformance tests
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -34,6 +43,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from regopy import Interpreter
 
+_PACKAGE_RE = re.compile(r"^package\s+([A-Za-z_][\w.]*)", re.MULTILINE)
 _IDENT_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
@@ -62,7 +72,32 @@ class _State:
         self.lock = threading.Lock()
         self.modules: dict[str, str] = {}
         self.data: dict[str, Any] = {}
+        self.roots: list[str] = []  # of the loaded bundle; writes under them are refused
+        self.bundle_name = ""
         self._interpreter: Interpreter | None = None
+
+    def load_bundle(self, bundle_dir: Path) -> None:
+        """Activate the bundle in ``bundle_dir`` (replacing everything), as ``opa run --bundle`` does."""
+        manifest = json.loads((bundle_dir / ".manifest").read_text(encoding="utf-8"))
+        data = json.loads((bundle_dir / "data.json").read_text(encoding="utf-8"))
+        modules = {str(p.relative_to(bundle_dir)): p.read_text(encoding="utf-8")
+                   for p in sorted(bundle_dir.rglob("*.rego")) if not p.name.endswith("_test.rego")}
+        name = str(bundle_dir)
+        data["system"] = {"bundles": {name: {"manifest": manifest}}}
+        with self.lock:
+            self.modules, self.data = modules, data
+            self.roots, self.bundle_name = [str(r) for r in manifest.get("roots", [""])], name
+            self._interpreter = self.build(modules, data)
+
+    def owned_by_bundle(self, path: str) -> bool:
+        """Whether ``path`` (``a/b``) overlaps a root of the loaded bundle (OPA refuses such writes)."""
+        segments = [s for s in path.strip("/").split("/") if s]
+        for root in self.roots:
+            root_segments = [s for s in root.split("/") if s]
+            common = min(len(segments), len(root_segments))
+            if segments[:common] == root_segments[:common]:
+                return True
+        return False
 
     def build(self, modules: dict[str, str], data: dict[str, Any]) -> Interpreter:
         interpreter = Interpreter()
@@ -122,9 +157,11 @@ def _delete_path(doc: dict[str, Any], path: str) -> bool:
     return True
 
 
-def create_app() -> FastAPI:
+def create_app(bundle_dir: Path | None = None) -> FastAPI:
     app = FastAPI(title="OPA REST API stand-in (regopy)", docs_url=None, redoc_url=None, openapi_url=None)
     state = _State()
+    if bundle_dir is not None:
+        state.load_bundle(bundle_dir)
     app.state.opa = state
 
     @app.get("/health")
@@ -140,6 +177,10 @@ def create_app() -> FastAPI:
     @app.put("/v1/policies/{policy_id:path}")
     async def put_policy(policy_id: str, request: Request) -> Response:
         text = (await request.body()).decode("utf-8")
+        package = _PACKAGE_RE.search(text)
+        if package is not None and state.owned_by_bundle(package.group(1).replace(".", "/")):
+            return _error(400, "invalid_parameter",
+                          f"path {package.group(1)!r} is owned by bundle {state.bundle_name!r}")
         with state.lock:
             modules = {**state.modules, policy_id: text}
             try:
@@ -172,6 +213,8 @@ def create_app() -> FastAPI:
             value = json.loads(await request.body())
         except ValueError:
             return _error(400, "invalid_parameter", "body must be JSON")
+        if state.roots and state.owned_by_bundle(path):
+            return _error(400, "invalid_parameter", f"path {path!r} is owned by bundle {state.bundle_name!r}")
         with state.lock:
             try:
                 state.data = _set_path(state.data, path, value)
@@ -232,10 +275,11 @@ def _free_port() -> int:
 
 
 @contextmanager
-def run_compat_server(start_timeout_s: float = 10.0) -> Iterator[str]:
-    """Serve the stand-in on 127.0.0.1 (free port) in a background thread; yield its base URL."""
+def run_compat_server(start_timeout_s: float = 10.0, *, bundle_dir: Path | None = None) -> Iterator[str]:
+    """Serve the stand-in on 127.0.0.1 (free port) in a background thread; yield its base URL.
+    With ``bundle_dir`` it starts with that bundle loaded, like ``opa run --server --bundle DIR``."""
     port = _free_port()
-    config = uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(create_app(bundle_dir), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="opa-compat-server", daemon=True)
     thread.start()

@@ -178,6 +178,16 @@ def test_denied_record_names_the_rule(audit_api: AuditApi, scenario: Scenario) -
     assert "sozialleistungen.deny_iban" in iban["rules"]
 
 
+def test_record_states_the_legal_basis_from_the_catalog(audit_api: AuditApi, scenario: Scenario,
+                                                        runtime: Runtime) -> None:
+    records = _records(audit_api, "aaron", time_from=scenario.start, event="query")
+    allowed = _by_request(records, scenario.request_id("anna_ok"))
+    expected = runtime.gateway.catalog.datasets["einwohner"].legal_basis
+    assert expected and allowed["legal_bases"] == {"einwohner": expected}
+    social = _by_request(records, scenario.request_id("sven_ok"))
+    assert social["legal_bases"]["sozialleistungen"] == runtime.gateway.catalog.datasets["sozialleistungen"].legal_basis
+
+
 def test_filters(audit_api: AuditApi, scenario: Scenario) -> None:
     since = {"time_from": scenario.start, "event": "query"}
     social = _records(audit_api, "aaron", dataset="sozialleistungen", **since)

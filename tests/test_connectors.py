@@ -23,7 +23,6 @@ import pytest
 from connectors.base import ConnectorError, ConnectorTimeout, ConnectorUnavailable, QueryRejected
 from connectors.mysql import MySQLConnector
 from connectors.postgres import PostgresConnector
-from connectors.trino import TrinoConnector
 
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 MARIA: dict[str, Any] = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
@@ -521,17 +520,6 @@ class TestMariaDB:
 # ==================================================================================================
 # Trino (no server and no client package here)
 # ==================================================================================================
-
-
-def test_trino_without_client_package_is_unavailable_with_a_clear_message() -> None:
-    try:
-        import trino  # noqa: F401
-    except ImportError:
-        pass
-    else:  # pragma: no cover - only where the package is installed
-        pytest.skip("the trino package is installed here; this test covers its absence")
-    with pytest.raises(ConnectorUnavailable, match="'trino' Python package"):
-        TrinoConnector("trino.example", 8443, "gateway", "hive", "demo", password=SECRET)
 
 
 def test_trino_type_mapping() -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.catalog import Catalog, load_catalog
+from gateway.catalog import Catalog, DefaultMask, load_catalog
 from gateway.demo.oidc_provider import DEMO_USERS
 from gateway.errors import PolicyUnavailable
 from gateway.identity.principal import Principal
@@ -73,12 +73,43 @@ def embedded(bundle: PolicyBundle) -> EmbeddedPolicyEngine:
     return EmbeddedPolicyEngine(bundle)
 
 
+STEUERAMT = "Kassen- und Steueramt"
+STATISTIKAMT = "Amt für Statistik und Stadtforschung"
+
+
 def _edge_bundle(bundle: PolicyBundle) -> PolicyBundle:
-    """The reference bundle with a validity end on anna's grant, for the expiry cases."""
+    """The reference bundle with validity dates on anna's grant (local days 2025-01-02 to 2025-02-28), and
+    two synthetic datasets for the legal-regime cases: ``grundsteuer`` (tax secrecy, the tax office) and
+    ``zensus_haushalte`` (statistics secrecy, the sealed-off statistics unit), with grants, one agreement
+    covering both and einwohner, and a bridge tax_secrecy + statistics_secrecy for statistik."""
     data = yaml.safe_load(yaml.safe_dump(bundle.data))  # deep copy
     for grant in data["grants"]:
         if grant["id"] == "einwohner.statistik":
-            grant["valid_until"] = "2025-03-01T00:00:00Z"
+            grant.update(valid_from="2025-01-02", valid_until="2025-02-28")
+    column = {"stadtteil": {"class": "quasi_identifier", "type": "VARCHAR"},
+              "betrag": {"class": "sensitive", "type": "DOUBLE"}}
+    common = {"classification": "vertraulich", "person_key": None, "connector": "demo", "columns": column}
+    data["catalog"]["grundsteuer"] = {**common, "owner": STEUERAMT, "legal_regime": "tax_secrecy",
+                                      "legal_basis": "§ 30 Abs. 4 Nr. 2 AO", "purposes": ["statistik"]}
+    data["catalog"]["zensus_haushalte"] = {**common, "owner": STATISTIKAMT, "legal_regime": "statistics_secrecy",
+                                           "legal_basis": "§ 16 BStatG", "purposes": ["statistik", "stadtplanung"]}
+    plain = {"stadtteil": {"op": "plain", "rule": "edge.plain"}, "betrag": {"op": "plain", "rule": "edge.plain"}}
+    data["grants"] += [
+        {"id": "edge.grundsteuer_statistik", "dataset": "grundsteuer", "purpose": "statistik", "columns": plain},
+        {"id": "edge.zensus_statistik", "dataset": "zensus_haushalte", "purpose": "statistik", "columns": plain},
+        # granted by mistake for an administrative purpose: the Rückspielverbot still refuses it
+        {"id": "edge.zensus_planung", "dataset": "zensus_haushalte", "purpose": "stadtplanung", "columns": plain},
+    ]
+    data["agreements"] += [
+        {"id": "edge.dnv_steuer", "parties": [STEUERAMT, STATISTIKAMT, "Bürgeramt"],
+         "datasets": ["grundsteuer", "einwohner", "zensus_haushalte"], "purposes": ["statistik"],
+         "valid_from": "2025-01-01", "valid_until": "2025-12-31"},
+        {"id": "edge.dnv_zensus_planung", "parties": [STATISTIKAMT, "Stadtplanungsamt"],
+         "datasets": ["zensus_haushalte"], "purposes": ["stadtplanung"],
+         "valid_from": "2025-01-01", "valid_until": "2025-12-31"},
+    ]
+    data["regime_bridges"] = [{"id": "edge.bridge_steuer_statistik", "regimes": ["tax_secrecy", "statistics_secrecy"],
+                               "purposes": ["statistik"], "legal_basis": "§ 30 Abs. 4 Nr. 2 AO i. V. m. § 16 BStatG"}]
     return PolicyBundle(modules=bundle.modules, data=data, version=bundle.version + "+edge",
                         test_modules=bundle.test_modules)
 
@@ -336,10 +367,49 @@ def _conformance_cases() -> list[tuple[str, str, PolicyInput]]:
         ("agreement-over", request("paula", "stadtplanung", ["einwohner"], now=datetime(2027, 3, 1, tzinfo=UTC))),
         ("cross-office-join", request("sven", "sozialplanung", ["sozialleistungen", "einwohner"])),
     ]
+    edge += [  # local calendar days (Europe/Berlin) for agreements: 00:30 local is 23:30 UTC the day before
+        ("agreement-first-day-0030-local", request("anna", "statistik", ["einwohner"],
+                                                   now=datetime(2024, 12, 31, 23, 30, tzinfo=UTC))),
+        ("agreement-day-after-0030-local", request("anna", "statistik", ["einwohner"],
+                                                   now=datetime(2028, 12, 31, 23, 30, tzinfo=UTC))),
+    ]
     cases.extend((name, "reference", pi) for name, pi in edge)
-    for when in (datetime(2024, 12, 1, tzinfo=UTC), NOW):
-        cases.append((f"expiry-{when:%Y-%m-%d}", "edge", request("anna", "statistik", ["einwohner"], now=when)))
+    cases.extend((f"grant-{name}", "edge", request("anna", "statistik", ["einwohner"], now=when))
+                 for name, (when, _) in GRANT_DAY_EDGES.items())
+    cases.extend((name, "edge", request(user, purpose, datasets, now=REGIME_TIME))
+                 for name, (user, purpose, datasets, _) in REGIME_EDGES.items())
     return cases
+
+
+EXPIRED = "time_bound.expired"
+NOT_YET_VALID = "time_bound.not_yet_valid"
+#: anna's grant in the edge bundle runs from local day 2025-01-02 to 2025-02-28 (both inclusive):
+#: name -> (time, expected denial rules; empty = allowed)
+GRANT_DAY_EDGES: dict[str, tuple[datetime, set[str]]] = {
+    "before-2024-12-01": (datetime(2024, 12, 1, tzinfo=UTC), {NOT_YET_VALID, NO_AGREEMENT}),
+    "day-before-from-2330-local": (datetime(2025, 1, 1, 22, 30, tzinfo=UTC), {NOT_YET_VALID}),
+    "from-day-0030-local": (datetime(2025, 1, 1, 23, 30, tzinfo=UTC), set()),
+    "last-day-2359-local": (datetime(2025, 2, 28, 22, 59, tzinfo=UTC), set()),
+    "day-after-until-0030-local": (datetime(2025, 2, 28, 23, 30, tzinfo=UTC), {EXPIRED}),
+    "after-2025-06-01": (NOW, {EXPIRED}),
+}
+
+#: legal-regime cases on the edge bundle, decided on a Monday while anna's edge grant is in force
+REGIME_TIME = datetime(2025, 2, 3, 9, 0, tzinfo=UTC)
+CROSS_REGIME = "legal_regime.cross_regime_join"
+RUECKSPIELVERBOT = "legal_regime.rueckspielverbot"
+#: name -> (user, purpose, datasets, expected denial rules; empty = allowed)
+REGIME_EDGES: dict[str, tuple[str, str, list[str], set[str]]] = {
+    "tax-alone": ("anna", "statistik", ["grundsteuer"], set()),
+    "tax-join-registration-no-bridge": ("anna", "statistik", ["einwohner", "grundsteuer"], {CROSS_REGIME}),
+    "tax-join-statistics-bridged": ("anna", "statistik", ["grundsteuer", "zensus_haushalte"], set()),
+    "tax-statistics-registration-not-all-bridged": (
+        "anna", "statistik", ["einwohner", "grundsteuer", "zensus_haushalte"], {CROSS_REGIME}),
+    "statistics-for-statistics": ("anna", "statistik", ["zensus_haushalte"], set()),
+    "rueckspielverbot": ("paula", "stadtplanung", ["zensus_haushalte"], {RUECKSPIELVERBOT}),
+    "rueckspielverbot-join": ("paula", "stadtplanung", ["einwohner", "zensus_haushalte"], {
+        RUECKSPIELVERBOT, CROSS_REGIME, NO_AGREEMENT, "sovereignty.cross_office_join_without_agreement"}),
+}
 
 
 CONFORMANCE = _conformance_cases()
@@ -365,6 +435,43 @@ def test_conformance_covers_allow_and_deny(engines: dict[str, tuple[Any, Any]]) 
     _, opa_engine = engines["reference"]
     outcomes = {opa_engine.decide(pi).allow for _, which, pi in CONFORMANCE[:40] if which == "reference"}
     assert outcomes == {True, False}
+
+
+@pytest.mark.parametrize("name", sorted(GRANT_DAY_EDGES))
+def test_grant_dates_are_inclusive_local_days(bundle: PolicyBundle, name: str) -> None:
+    when, expected = GRANT_DAY_EDGES[name]
+    d = EmbeddedPolicyEngine(_edge_bundle(bundle)).decide(request("anna", "statistik", ["einwohner"], now=when))
+    assert (d.allow, denial_rules(d)) == (not expected, expected)
+
+
+@pytest.mark.parametrize("name", sorted(REGIME_EDGES))
+def test_tax_and_statistics_secrecy_regimes(bundle: PolicyBundle, name: str) -> None:
+    user, purpose, datasets, expected = REGIME_EDGES[name]
+    d = EmbeddedPolicyEngine(_edge_bundle(bundle)).decide(request(user, purpose, datasets, now=REGIME_TIME))
+    assert (d.allow, denial_rules(d)) == (not expected, expected)
+
+
+@pytest.mark.parametrize(("now", "allowed"), [
+    (datetime(2024, 12, 31, 23, 30, tzinfo=UTC), True),   # 00:30 local on 2025-01-01, DNV-2025-004's first day
+    (datetime(2024, 12, 31, 22, 59, tzinfo=UTC), False),  # 23:59 local on 2024-12-31
+    (datetime(2028, 12, 31, 22, 59, tzinfo=UTC), True),   # 23:59 local on its last day
+    (datetime(2028, 12, 31, 23, 30, tzinfo=UTC), False),  # 00:30 local on 2029-01-01
+])
+def test_agreement_days_are_local_days(embedded: EmbeddedPolicyEngine, now: datetime, allowed: bool) -> None:
+    d = embedded.decide(request("anna", "statistik", ["einwohner"], now=now))
+    assert d.allow is allowed
+    assert denial_rules(d) == (set() if allowed else {NO_AGREEMENT})
+
+
+@pytest.mark.parametrize(("now", "local"), [
+    (datetime(2024, 12, 31, 23, 30, tzinfo=UTC), ("2025-01-01", 3, "00:30")),  # CET, UTC+1
+    (datetime(2025, 3, 30, 22, 30, tzinfo=UTC), ("2025-03-31", 1, "00:30")),   # CEST, UTC+2
+    (datetime(2025, 6, 1, 12, 0, tzinfo=UTC), ("2025-06-01", 7, "14:00")),
+])
+def test_input_carries_the_local_day(now: datetime, local: tuple[str, int, str]) -> None:
+    context = request("anna", "statistik", ["einwohner"], now=now).context
+    assert (context["local_date"], context["local_weekday"], context["local_time"]) == local
+    assert context["time"] == now.strftime("%Y-%m-%dT%H:%M:00Z")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -617,6 +724,92 @@ def test_lint_finds_catalog_and_compile_problems(tmp_path: Path, catalog: Catalo
     assert _has(findings, "error", "rego", "does not compile")
 
 
+def test_lint_requires_a_four_eyes_rule_that_refuses_self_approval(tmp_path: Path, catalog: Catalog) -> None:
+    assert not [f for f in check_policy(POLICY_DIR, catalog) if "four-eyes" in f.message]
+    pdir = _copy_policies(tmp_path)
+    (pdir / "four_eyes.rego").unlink()
+    (pdir / "four_eyes_test.rego").unlink()
+    assert _has(check_policy(pdir, catalog), "error", "rego", "has no working four-eyes rule")
+
+
+def test_lint_catalog_legal_basis_and_default_masks(tmp_path: Path, catalog: Catalog) -> None:
+    einwohner = catalog.datasets["einwohner"]
+    plain_tax_id = einwohner.columns["steuer_id"].model_copy(update={"default_mask": DefaultMask(op="plain")})
+    ds = einwohner.model_copy(update={"legal_basis": " ", "columns": {**einwohner.columns, "steuer_id": plain_tax_id}})
+    bad_catalog = catalog.model_copy(update={"datasets": {**catalog.datasets, "einwohner": ds}})
+    findings = check_policy(POLICY_DIR, bad_catalog)
+    assert _has(findings, "error", "catalog: dataset einwohner", "has no legal_basis")
+    assert _has(findings, "error", "catalog: dataset einwohner column steuer_id", "may not have the default mask plain")
+
+
+def test_lint_grant_columns_without_op(tmp_path: Path, catalog: Catalog) -> None:
+    pdir = _copy_policies(tmp_path)
+    _write_grants(pdir, [{"id": "g.defaults", "dataset": "einwohner", "purpose": "statistik", "columns": {
+        "vorname": {}, "nachname": {"rule": "g.names"}, "plz": {}, "email": {"op": "plain", "rule": "g.plain"},
+    }}])
+    findings = check_policy(pdir, catalog)
+    assert _has(findings, "error", "grant g.defaults column plz", "sets no default_mask for einwohner.plz")
+    assert _has(findings, "warning", "grant g.defaults column email", "catalog's default mask is redact")
+    assert not [f for f in findings if f.where in (f"grant g.defaults column {c}" for c in ("vorname", "nachname"))]
+
+
+def _write_catalog(tmp_path: Path, old: str, new: str) -> Path:
+    text = CATALOG_PATH.read_text(encoding="utf-8")
+    assert old in text
+    path = tmp_path / "catalog.yaml"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(("old", "new", "fragment"), [
+    ("    legal_basis: \"§ 3 HDSIG", "    legal_bases: \"§ 3 HDSIG", "legal_bases"),  # a typo is not ignored
+    ("class: free_text, default_mask:", "class: free_text, defualt_mask:", "defualt_mask"),
+    ("default_mask: {op: deny}}", "default_mask: {op: shuffle}}", "shuffle"),
+    ("default_mask: {op: redact}}", "default_mask: {op: redact, param: {}}}", "param"),
+])
+def test_catalog_refuses_unknown_keys_and_mask_ops(tmp_path: Path, old: str, new: str, fragment: str) -> None:
+    path = _write_catalog(tmp_path, old, new)
+    with pytest.raises(ValueError, match=fragment):
+        load_catalog(path)
+    out = io.StringIO()
+    assert policy_check_main(POLICY_DIR, path, out=out) == 2
+    assert "the catalog cannot be loaded" in out.getvalue() and fragment in out.getvalue()
+
+
+def test_catalog_requires_a_legal_basis(tmp_path: Path) -> None:
+    path = _write_catalog(tmp_path, "    legal_basis: \"§ 3 HDSIG i. V. m. Art. 6 Abs. 1 lit. e DSGVO\"\n", "")
+    with pytest.raises(ValueError, match="legal_basis"):
+        load_catalog(path)
+
+
+def test_catalog_hands_legal_basis_and_default_masks_to_the_policy(catalog: Catalog) -> None:
+    entry = catalog.as_policy_data()["einwohner"]
+    assert entry["legal_basis"] == catalog.datasets["einwohner"].legal_basis
+    assert entry["columns"]["id"]["default_mask"] == {"op": "pseudonymise", "params": {"domain": "person"}}
+    assert "default_mask" not in entry["columns"]["plz"]
+    assert all(ds.legal_basis.strip() for ds in catalog.datasets.values())
+
+
+def test_decision_names_the_legal_basis(embedded: EmbeddedPolicyEngine, catalog: Catalog) -> None:
+    d = embedded.decide(request("anna", "statistik", ["einwohner", "stadtteile"]))
+    assert d.allow
+    for name in ("einwohner", "stadtteile"):
+        assert d.datasets[name].legal_basis == catalog.datasets[name].legal_basis
+
+
+def test_grant_column_without_op_gets_the_catalog_default_mask(bundle: PolicyBundle) -> None:
+    data = yaml.safe_load(yaml.safe_dump(bundle.data))  # deep copy
+    grant = next(g for g in data["grants"] if g["id"] == "einwohner.statistik")
+    grant["columns"].update(vorname={}, strasse={"rule": "einwohner.address_as_catalog"}, plz={})
+    engine = EmbeddedPolicyEngine(PolicyBundle(modules=bundle.modules, data=data, version="defaults"))
+    columns = engine.decide(request("anna", "statistik", ["einwohner"])).datasets["einwohner"].columns
+    assert (columns["vorname"].op, columns["vorname"].params, columns["vorname"].rule) == (
+        "pseudonymise", {"domain": "vorname"}, "catalog.default_mask")
+    assert (columns["strasse"].op, columns["strasse"].rule) == ("redact", "einwohner.address_as_catalog")
+    assert (columns["plz"].op, columns["plz"].rule) == ("deny", "einwohner.statistik.no_default_mask")
+    assert columns["plz"].permitted_uses() == ()
+
+
 # ---------------------------------------------------------------------------------------------
 # Hot reload
 # ---------------------------------------------------------------------------------------------
@@ -727,3 +920,17 @@ def test_reload_concurrent_decisions_see_a_whole_version(tmp_path: Path) -> None
     for version, rows_seen in seen:
         by_version.setdefault(version, set()).add(rows_seen)
     assert all(len(v) == 1 for v in by_version.values())  # a version never mixes old and new grants
+
+
+def test_impact_preview_gives_old_records_their_local_day() -> None:
+    """Records audited before the input carried `local_date` are replayed on the local calendar day."""
+    from gateway.policy.decision import PolicyInput
+    from gateway.policy.impact import _with_local_clock
+
+    old = PolicyInput(identity={}, action={"purpose": "statistik"}, resource={"datasets": ["einwohner"]},
+                      context={"time": "2025-12-31T23:30:00Z", "client_address": "10.0.0.1"})
+    replayed = _with_local_clock(old)
+    assert replayed.context["local_date"] == "2026-01-01"
+    assert replayed.context["local_time"] == "00:30" and replayed.context["local_weekday"] == 4
+    recent = old.model_copy(update={"context": {**old.context, "local_date": "2025-12-31"}})
+    assert _with_local_clock(recent).context["local_date"] == "2025-12-31"

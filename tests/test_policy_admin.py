@@ -119,6 +119,24 @@ def test_proposal_failing_its_tests_refused(admin: Callable[..., Any], admin_env
     assert "test_on_premises_dataset_from_outside_refused" in body["detail"]
 
 
+@pytest.mark.parametrize("change", ["drop the rule", "let self-approval through"])
+def test_proposal_without_a_working_four_eyes_rule_refused(admin: Callable[..., Any],
+                                                           admin_env: tuple[Runtime, Path], change: str) -> None:
+    """A version that, once in force, would let a DPO approve their own next change never goes live."""
+    _, policy_dir = admin_env
+    files = _policy_files(policy_dir)
+    if change == "drop the rule":
+        del files["four_eyes.rego"], files["four_eyes_test.rego"]
+    else:
+        files["four_eyes.rego"] = files["four_eyes.rego"].replace(
+            "input.approver.subject == input.proposer.subject", "input.approver.subject == \"nobody\"", 1)
+        assert files["four_eyes.rego"] != _policy_files(policy_dir)["four_eyes.rego"]
+    response = admin("POST", "dora", "/v1/policy/proposals", json={"files": files, "comment": change})
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["code"] == "policy_invalid" and "four-eyes rule" in body["detail"]
+
+
 def test_proposal_without_tests_refused(admin: Callable[..., Any], admin_env: tuple[Runtime, Path]) -> None:
     _, policy_dir = admin_env
     files = {k: v for k, v in _policy_files(policy_dir).items() if not k.endswith("_test.rego")}
@@ -139,10 +157,16 @@ def test_four_eyes_lifecycle(admin: Callable[..., Any], admin_env: tuple[Runtime
                              access_token: Callable[..., str]) -> None:
     rt, policy_dir = admin_env
     before = rt.gateway.policy.version
-    # anna uses zuzug_am before the change (this query is audited and becomes part of the preview)
+    # anna uses zuzug_am before the change (this query is audited and becomes part of the preview) ...
     ok = admin("POST", "anna", "/v1/query", json={"sql": "SELECT zuzug_am FROM einwohner LIMIT 3",
                                                    "purpose": "statistik"})
     assert ok.status_code == 200, ok.text
+    # ... and the same dataset without it, and all of it
+    other = admin("POST", "anna", "/v1/query", json={
+        "sql": "SELECT geburtsdatum FROM einwohner WHERE stadtteil = 'Biebrich' LIMIT 3", "purpose": "statistik"})
+    assert other.status_code == 200, other.text
+    star = admin("POST", "anna", "/v1/query", json={"sql": "SELECT * FROM einwohner LIMIT 2", "purpose": "statistik"})
+    assert star.status_code == 200, star.text
 
     response = admin("POST", "dora", "/v1/policy/proposals",
                      json={"files": _proposed_files(policy_dir), "comment": "Zuzugsdatum nicht mehr für Statistik"})
@@ -150,10 +174,21 @@ def test_four_eyes_lifecycle(admin: Callable[..., Any], admin_env: tuple[Runtime
     proposal = response.json()["proposal"]
     assert proposal["state"] == "proposed"
     assert proposal["base_version"] == before
-    # the impact preview names anna's change
+    # the impact preview replays each query through the rewriter: the zuzug_am query is now refused, the
+    # query without zuzug_am is unchanged, and SELECT * loses the column
     changes = {(g["user"], g["dataset"]): g["changes"] for g in proposal["impact"]["changes"]}
-    details = [c["detail"] for c in changes[("anna", "einwohner")]]
-    assert any(d.startswith("zuzug_am: plain -> deny") for d in details), details
+    assert ("anna", "einwohner") in changes, proposal["impact"]
+    anna = changes[("anna", "einwohner")]
+    by_detail = {c["detail"]: c for c in anna}
+    refused = by_detail.get("allowed -> denied (einwohner.deny_move_in; column_denied)")
+    assert refused is not None and refused["kind"] == "outcome", anna
+    assert ok.json()["query_id"] in refused["examples"]
+    assert other.json()["query_id"] not in {e for c in anna for e in c["examples"]}, anna
+    star_column = by_detail.get("zuzug_am: plain -> deny")
+    assert star_column is not None and star_column["kind"] == "column", anna
+    assert star.json()["query_id"] in star_column["examples"]
+    assert ok.json()["query_id"] not in star_column["examples"]
+    assert proposal["impact"]["decision_only"] == 0
     # not yet in force
     assert rt.gateway.policy.version == before
     pid = proposal["id"]
@@ -162,6 +197,7 @@ def test_four_eyes_lifecycle(admin: Callable[..., Any], admin_env: tuple[Runtime
     self_approval = admin("POST", "dora", f"/v1/policy/proposals/{pid}/approve", json={"comment": "ok"})
     assert self_approval.status_code == 403
     assert self_approval.json()["code"] == "self_approval_refused"
+    assert self_approval.json()["rule"] == "separation_of_duties.self_approval"
     assert rt.gateway.policy.version == before
     # an analyst cannot either
     assert admin("POST", "anna", f"/v1/policy/proposals/{pid}/approve").status_code == 403
@@ -188,7 +224,11 @@ def test_four_eyes_lifecycle(admin: Callable[..., Any], admin_env: tuple[Runtime
     assert proposed and proposed[0]["username"] == "dora"
     approvals = [e for e in _audit_events(rt, "policy_approved") if f"policy.proposal={pid}" in e["columns"]]
     assert {(e["username"], e["decision"]) for e in approvals} >= {("dora", "deny"), ("dirk", "allow")}
-    assert any(e["error_code"] == "self_approval_refused" for e in approvals)
+    # the refusal and the approval name the Rego rules of policies/four_eyes.rego
+    refusals = [e for e in approvals if e["error_code"] == "self_approval_refused"]
+    assert refusals and refusals[0]["rules"] == ["separation_of_duties.self_approval"]
+    granted = [e for e in approvals if e["decision"] == "allow"]
+    assert granted and granted[0]["rules"] == ["separation_of_duties.four_eyes"]
     activated = [e for e in _audit_events(rt, "policy_activated") if f"policy.proposal={pid}" in e["columns"]]
     assert activated and activated[0]["policy_version"] == proposal["version"]
 
@@ -343,3 +383,77 @@ def test_four_eyes_from_the_command_line(admin_env: tuple[Runtime, Path], access
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def _proposal(proposer: str) -> Any:
+    from datetime import UTC, datetime
+
+    from gateway.policy.proposals import Proposal
+
+    return Proposal(id="prop-0123456789ab", version="sha256:new", base_version="sha256:old", comment="test",
+                    files=["gateway.rego"], proposed_by=f"sub-{proposer}", proposed_by_name=proposer,
+                    proposed_at=datetime.now(UTC), tests="-")
+
+
+def _person(name: str, *roles: str) -> Any:
+    from gateway.identity.principal import Principal
+
+    return Principal(subject=f"sub-{name}", username=name, roles=roles)
+
+
+def test_four_eyes_rule_same_on_embedded_and_opa_backends() -> None:
+    """The four-eyes decision comes from policies/four_eyes.rego on either backend. The OPA side talks to
+    tests/opa_compat_server.py, a stand-in for OPA (no OPA binary can run here), over OPA's REST API."""
+    from gateway.catalog import load_catalog
+    from gateway.policy.embedded import EmbeddedPolicyEngine
+    from gateway.policy.engine import load_bundle
+    from gateway.policy.opa import OpaPolicyEngine, push_bundle
+    from gateway.policy.proposals import four_eyes_decision
+    from tests.opa_compat_server import run_compat_server
+
+    bundle = load_bundle(DEFAULT_POLICY_DIR, load_catalog(DEFAULT_POLICY_DIR / "catalog.yaml"))
+    cases = [(_person("dora", "dpo"), False, ["separation_of_duties.self_approval"]),
+             (_person("dirk", "dpo"), True, ["separation_of_duties.four_eyes"]),
+             (_person("aaron", "auditor"), False, ["separation_of_duties.approver_not_authorised"]),
+             (_person("dora", "analyst"), False, ["separation_of_duties.self_approval",
+                                                  "separation_of_duties.approver_not_authorised"])]
+    with run_compat_server() as url:
+        push_bundle(url, bundle)
+        opa = OpaPolicyEngine(url, version=bundle.version)
+        try:
+            for engine in (EmbeddedPolicyEngine(bundle), opa):
+                for approver, allowed, rules in cases:
+                    verdict = four_eyes_decision(engine, _proposal("dora"), approver)
+                    assert (verdict.allow, verdict.rules) == (allowed, rules), (type(engine), approver)
+        finally:
+            opa.close()
+    refusal = four_eyes_decision(EmbeddedPolicyEngine(bundle), _proposal("dora"), _person("dora", "dpo"))
+    error = refusal.refusal("prop-0123456789ab")
+    assert (error.status, error.code) == (403, "self_approval_refused")
+    assert error.rule == "separation_of_duties.self_approval"
+    assert "prop-0123456789ab yourself" in error.detail
+
+
+@pytest.mark.parametrize("module", [
+    None,  # the policy in force has no four-eyes rule
+    'package gateway.four_eyes\n\nimport rego.v1\n\ndecision := "yes"\n',
+    'package gateway.four_eyes\n\nimport rego.v1\n\ndecision := {"allow": true, "rule": "r",\n'
+    '\t"refusals": [{"rule": "separation_of_duties.self_approval", "message": "m"}]}\n',
+])
+def test_four_eyes_fails_closed(module: str | None) -> None:
+    from gateway.catalog import load_catalog
+    from gateway.errors import PolicyUnavailable
+    from gateway.policy.embedded import EmbeddedPolicyEngine
+    from gateway.policy.engine import PolicyBundle, load_bundle
+    from gateway.policy.proposals import four_eyes_decision
+
+    reference = load_bundle(DEFAULT_POLICY_DIR, load_catalog(DEFAULT_POLICY_DIR / "catalog.yaml"))
+    modules = {n: t for n, t in reference.modules.items() if n != "four_eyes.rego"}
+    if module is not None:
+        modules["four_eyes.rego"] = module
+    engine = EmbeddedPolicyEngine(PolicyBundle(modules=modules, data=reference.data, version="test"))
+    with pytest.raises(PolicyUnavailable) as info:
+        four_eyes_decision(engine, _proposal("dora"), _person("dirk", "dpo"))
+    assert info.value.code == "four_eyes_unavailable"
+    with pytest.raises(PolicyUnavailable):  # an engine without `evaluate` cannot decide either
+        four_eyes_decision(object(), _proposal("dora"), _person("dirk", "dpo"))

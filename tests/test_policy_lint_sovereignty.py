@@ -57,11 +57,28 @@ def test_reference_policy_is_clean(reference: tuple[PolicyBundle, Any]) -> None:
     (lambda d: d["grants"][-1]["office_hours"].update(days=[0, 1]), "weekdays 1 (Monday) to 7"),
     (lambda d: d["grants"][-1]["office_hours"].update(until="7 Uhr"), "quoted \"HH:MM\" times"),
     (lambda d: d["grants"][-1]["office_hours"].update(until="06:00"), "until must be later than from"),
+    # grant validity: quoted local dates only, never timestamps (their zone would be ambiguous)
+    (lambda d: d["grants"][-1].update(valid_from="2025-01-01T00:00:00Z"),
+     "valid_from '2025-01-01T00:00:00Z' must be a quoted date \"YYYY-MM-DD\""),
+    (lambda d: d["grants"][0].update(valid_until="2026-12-31T23:59:59+01:00"), "valid_until '2026-12-31T23:59:59"),
+    (lambda d: d["grants"][0].update(valid_until=date(2026, 12, 31)), "must be a quoted date"),
+    (lambda d: d["grants"][0].update(valid_until=None), "valid_until None must be a quoted date"),
+    (lambda d: d["grants"][0].update(valid_from="2026-03-01", valid_until="2026-02-28"),
+     "valid_until (2026-02-28) is before valid_from (2026-03-01)"),
+    (lambda d: d["grants"][0].update(valid_until="2026-01-14"), "grant einwohner.statistik: expired on 2026-01-14"),
 ])
 def test_broken_entries_reported(reference: tuple[PolicyBundle, Any], change: Any, expected: str) -> None:
     bundle, catalog = reference
     messages = _messages(_with(bundle, change), catalog)
     assert any(expected in m for m in messages), messages
+
+
+def test_grant_valid_until_today_is_still_in_force(reference: tuple[PolicyBundle, Any]) -> None:
+    """valid_until is inclusive: a grant ending on the (local) day of the check has not expired yet."""
+    bundle, catalog = reference
+    messages = _messages(_with(bundle, lambda d: d["grants"][0].update(valid_from="2026-01-15",
+                                                                        valid_until="2026-01-15")), catalog)
+    assert messages == []
 
 
 def test_retention_on_a_non_date_column(reference: tuple[PolicyBundle, Any], tmp_path: Path) -> None:

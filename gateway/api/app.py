@@ -207,11 +207,13 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(policy_router(runtime, principal))
 
     @app.get("/healthz", response_model=Health, summary="Liveness and the policy version in force")
-    def healthz() -> Health:
+    def healthz(response: Response) -> Health:
         seq, _ = gateway.audit.head()
         status_of = getattr(gateway.policy, "status", None)
         reload_status = status_of() if callable(status_of) else None
         degraded = bool(reload_status and reload_status.get("last_error"))
+        if reload_status and reload_status.get("serving") is False:
+            response.status_code = 503  # OPA serves another policy version: every decision fails closed
         return Health(
             status="degraded" if degraded else "ok",
             policy_version=gateway.policy.version,

@@ -5,7 +5,8 @@
   The answer carries the impact preview against the policy in force (recent audited queries replayed).
 * ``GET /v1/policy/proposals`` and ``GET /v1/policy/proposals/{id}`` (roles ``dpo``, ``auditor``): the
   proposals; a single one with its files.
-* ``POST /v1/policy/proposals/{id}/approve`` (role ``dpo``, never the proposer): installs the files and
+* ``POST /v1/policy/proposals/{id}/approve`` (role ``dpo``, never the proposer: decided by the Rego rule
+  ``data.gateway.four_eyes.decision`` of the policy in force, fail closed): installs the files and
   reloads; the new version is in force when the answer arrives.
 * ``POST /v1/policy/proposals/{id}/reject`` (role ``dpo``; the proposer may withdraw their own).
 * ``GET /v1/policy`` (roles ``dpo``, ``auditor``): the version in force and the reload status.
@@ -39,11 +40,13 @@ from gateway.policy.proposals import (
     ProposalNotOpen,
     ProposalStore,
     check_files,
+    four_eyes_decision,
     install,
     now,
     write_tree,
 )
 from gateway.policy.reload import load_candidate
+from gateway.policy.versions import VERSIONS_DIR, PolicyVersionArchive
 from gateway.runtime import Runtime
 
 log = logging.getLogger("gateway.api.policy")
@@ -83,6 +86,17 @@ class ProposalView(BaseModel):
     active_version: str
 
 
+class PolicyVersionView(BaseModel):
+    """An archived policy version (``GET /v1/policy/versions/{version}``)."""
+
+    version: str = Field(description="The policy version, as in decisions and audit records.")
+    verified: bool = Field(description="The content hash recomputed from the archived modules and data "
+                                       "equals the version.")
+    manifest: dict[str, Any] = Field(description="The OPA bundle manifest (revision, roots).")
+    files: dict[str, str] = Field(description="Path -> text: the Rego modules (with their tests), data.json "
+                                              "(grants, agreements, regimes, networks, catalog) and .manifest.")
+
+
 class PolicyStatus(BaseModel):
     active_version: str
     reload: dict[str, Any] | None
@@ -102,14 +116,15 @@ def policy_router(runtime: Runtime, principal_dependency: Callable[..., Principa
 
     def audit(caller: Principal, request: Request, *, event: str, decision: Literal["allow", "deny", "error"],
               rule: str, proposal_id: str | None = None, version: str | None = None,
-              error_code: str | None = None, extra: Iterable[str] = ()) -> None:
+              error_code: str | None = None, extra: Iterable[str] = (), more_rules: Iterable[str] = ()) -> None:
         parameters = [f"policy.proposal={proposal_id}"] if proposal_id else []
         if version:
             parameters.append(f"policy.version={version}")
         parameters.extend(extra)
         record = AuditEvent.for_principal(
             caller, request_id=_request_id(request), event=event, decision=decision,
-            client_address=request.client.host if request.client else None, rules=[rule], columns=parameters,
+            client_address=request.client.host if request.client else None, rules=[rule, *more_rules],
+            columns=parameters,
             error_code=error_code, policy_version=gateway.policy.version,
         )
         try:
@@ -165,7 +180,8 @@ def policy_router(runtime: Runtime, principal_dependency: Callable[..., Principa
             records = gateway.audit.query(
                 AuditFilter(time_from=datetime.now(UTC) - IMPACT_WINDOW, newest_first=True), limit=IMPACT_LIMIT)
             # the engine in force is the baseline: no second copy of the active policy is loaded
-            impact = replay(reversed(records), gateway.policy, candidate.engine).as_dict()
+            impact = replay(reversed(records), gateway.policy, candidate.engine, current_catalog=gateway.catalog,
+                            proposed_catalog=candidate.catalog).as_dict()
             test_count = sum(1 for name in body.files if name.endswith("_test.rego"))
             proposal = Proposal(
                 id=store.new_id(), version=candidate.bundle.version, base_version=gateway.policy.version,
@@ -206,12 +222,19 @@ def policy_router(runtime: Runtime, principal_dependency: Callable[..., Principa
         require(caller, request, POLICY_ROLES, event="policy_approved", proposal_id=proposal_id)
         with store.lock:
             found = store.get(proposal_id)
-            if found.proposed_by == caller.subject:
-                raise refuse(caller, request, AccessDenied(
-                    f"you proposed {proposal_id} yourself; a second authorised person must approve it "
-                    "(four-eyes principle)", code="self_approval_refused", rule="separation_of_duties.four_eyes"),
-                    event="policy_approved", rule="separation_of_duties.four_eyes", proposal_id=proposal_id,
-                    version=found.version)
+            # the four-eyes rule of the policy in force decides (policies/four_eyes.rego), fail closed
+            try:
+                verdict = four_eyes_decision(gateway.policy, found, caller)
+            except PolicyUnavailable as exc:
+                audit(caller, request, event="policy_approved", decision="error", rule="separation_of_duties.four_eyes",
+                      proposal_id=proposal_id, version=found.version, error_code=exc.code)
+                raise
+            if not verdict.allow:
+                error = verdict.refusal(proposal_id)
+                audit(caller, request, event="policy_approved", decision="deny", rule=verdict.rules[0],
+                      more_rules=verdict.rules[1:], proposal_id=proposal_id, version=found.version,
+                      error_code=error.code)
+                raise error
             if found.state != "proposed":
                 raise refuse(caller, request, ProposalNotOpen(
                     f"proposal {proposal_id} is {found.state}; only open proposals can be approved"),
@@ -230,7 +253,7 @@ def policy_router(runtime: Runtime, principal_dependency: Callable[..., Principa
             except PolicyUnavailable as exc:
                 raise refuse(caller, request, PolicyRejected(exc.detail), event="policy_approved",
                              rule="four_eyes.gate", proposal_id=proposal_id, version=found.version) from exc
-            audit(caller, request, event="policy_approved", decision="allow", rule="separation_of_duties.four_eyes",
+            audit(caller, request, event="policy_approved", decision="allow", rule=verdict.rule,
                   proposal_id=proposal_id, version=candidate.bundle.version,
                   extra=[f"policy.proposed_by={found.proposed_by_name}"])
             install(source, settings.policy_dir, settings.catalog_path)
@@ -271,5 +294,18 @@ def policy_router(runtime: Runtime, principal_dependency: Callable[..., Principa
                                   body.comment if body else "")
             store.save(found)
         return ProposalView(proposal=found, active_version=gateway.policy.version)
+
+    versions = PolicyVersionArchive(settings.data_dir / VERSIONS_DIR)
+
+    @router.get("/versions/{version}", response_model=PolicyVersionView,
+                summary="The rules of a policy version that was in force (from the archive)")
+    def policy_version(request: Request, caller: Caller,
+                       version: Annotated[str, Path(max_length=80)]) -> PolicyVersionView:
+        require(caller, request, READ_ROLES, event="policy_read")
+        archived = versions.get(version)  # PolicyVersionNotFound: 404 policy_version_not_found
+        audit(caller, request, event="policy_read", decision="allow", rule="policy_versions.read",
+              version=archived.version)
+        return PolicyVersionView(version=archived.version, verified=archived.verified,
+                                 manifest=archived.manifest, files=archived.files)
 
     return router

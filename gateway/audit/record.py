@@ -97,6 +97,8 @@ class AuditEvent(BaseModel):
     columns: list[str] = Field(default_factory=list, description='"dataset.column" names')
     decision: Decision
     rules: list[str] = Field(default_factory=list)
+    legal_bases: dict[str, str] = Field(default_factory=dict,
+                                        description="dataset -> the legal basis it was processed under (catalog)")
     masks: dict[str, str] = Field(default_factory=dict, description='"dataset.column" -> mask name')
     policy_version: str | None = None
     sql_normalised: str | None = Field(default=None, description="analyst SQL, literals replaced by ?")

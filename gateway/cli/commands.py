@@ -88,6 +88,36 @@ def policy_command(command: str, policy_dir: Path | None, catalog: Path | None) 
     return int(policy_check_main(policy_dir, catalog))
 
 
+def policy_bundle(args: argparse.Namespace) -> int:
+    """``gateway policy bundle OUT_DIR``: 0 when written, 1 when the policy fails its gate."""
+    from gateway.policy.bundle import bundle_main
+
+    policy_dir: Path = args.policy_dir or DEFAULT_POLICY_DIR
+    return bundle_main(args.out_dir, policy_dir, args.catalog or policy_dir / "catalog.yaml")
+
+
+def policy_show_version(args: argparse.Namespace) -> int:
+    """``gateway policy show-version HASH``: list an archived version's files; 0 if its hash verifies."""
+    from gateway.errors import NotFound
+    from gateway.policy.bundle import read_bundle, write_bundle
+    from gateway.policy.versions import VERSIONS_DIR, PolicyVersionArchive
+
+    archive = PolicyVersionArchive(settings_for(args.data_dir, args.config).data_dir / VERSIONS_DIR)
+    try:
+        found = archive.get(args.version)
+    except NotFound as exc:
+        print(f"ERROR  {exc.detail}", file=sys.stderr)
+        return 2
+    print(f"policy {found.version} ({archive.path(found.version)}): content hash "
+          f"{'verified' if found.verified else 'DOES NOT match the version (altered?)'}")
+    for name, text in sorted(found.files.items()):
+        print(f"  {name}  ({len(text.encode('utf-8')):,} bytes)")
+    if args.out is not None:
+        write_bundle(read_bundle(archive.path(found.version)), args.out)
+        print(f"written to {args.out}")
+    return 0 if found.verified else 1
+
+
 def policy_diff(args: argparse.Namespace) -> int:
     """``gateway policy diff NEW_DIR``: 0 when nothing would change, 1 when something would, 2 on errors."""
     from datetime import UTC, datetime, timedelta
@@ -125,7 +155,8 @@ def policy_diff(args: argparse.Namespace) -> int:
     with Progress(transient=True, disable=args.json) as bar:
         task = bar.add_task("replaying audited requests", total=len(records))
         report = replay(reversed(records), current.engine, proposed.engine,
-                        progress=lambda: bar.advance(task))
+                        progress=lambda: bar.advance(task), current_catalog=current.catalog,
+                        proposed_catalog=proposed.catalog)
     if args.json:
         print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
     else:

@@ -87,6 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
     reject.add_argument("proposal_id")
     reject.add_argument("--comment", default="")
     proposals = policy_sub.add_parser("proposals", help="four-eyes: list the proposals")
+    bundle = policy_sub.add_parser("bundle", help="write the tested policy as an OPA bundle (for opa run --bundle, "
+                                                  "opa test)")
+    bundle.add_argument("out_dir", type=Path, help="the bundle directory (created; a previous bundle is replaced)")
+    bundle.add_argument("--policy-dir", type=Path, default=None)
+    bundle.add_argument("--catalog", type=Path, default=None)
+    show_version = policy_sub.add_parser("show-version", help="the archived rules of a policy version "
+                                                              "(the policy_version of an audit record)")
+    show_version.add_argument("version", help="e.g. sha256:0123456789abcdef")
+    show_version.add_argument("--out", type=Path, default=None, help="also write its files to this directory")
+    show_version.add_argument("--config", type=Path, default=None)
+    _data_dir_arg(show_version)
     for p in (propose, approve, reject, proposals):
         p.add_argument("--user", help="demo user to fetch a token for (else $GATEWAY_TOKEN)")
         p.add_argument("--url", help="gateway URL (default: the running demo's, or $GATEWAY_URL)")
@@ -155,6 +166,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return audit_verify(args.data_dir, args.config, args.from_seq)
     if args.command == "policy":
+        if args.policy_command in ("bundle", "show-version"):
+            from gateway.cli.commands import policy_bundle, policy_show_version
+
+            return policy_bundle(args) if args.policy_command == "bundle" else policy_show_version(args)
         if args.policy_command == "diff":
             from gateway.cli.commands import policy_diff
 

@@ -178,7 +178,7 @@ class _MySQLTarget:
 def _parse_mysql_dsn(dsn: str) -> _MySQLTarget:
     parts = urlsplit(dsn)
     if parts.scheme not in ("mysql", "mariadb", "mysql+pymysql", "mariadb+pymysql"):
-        raise ValueError(f"not a MySQL/MariaDB DSN: {dsn!r}")
+        raise ValueError("not a MySQL/MariaDB DSN: it must start with mysql:// or mariadb://")
     database = unquote(parts.path.lstrip("/"))
     return _MySQLTarget(
         host=parts.hostname or "127.0.0.1",
@@ -264,7 +264,7 @@ def load_into(target_dsn: str, source: Path, *, schema: str | None = None) -> di
             return _load_postgres(target_dsn, src, schema)
         if scheme in ("mysql", "mariadb", "mysql+pymysql", "mariadb+pymysql"):
             return _load_mysql(target_dsn, src, schema)
-        raise ValueError(f"unsupported target database: {scheme or target_dsn!r}")
+        raise ValueError(f"unsupported target database {scheme!r}: use a postgresql:// or mysql:// DSN")
     finally:
         src.close()
 

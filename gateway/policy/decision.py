@@ -109,6 +109,7 @@ class DatasetDecision(BaseModel):
 
     allow: bool
     rules: tuple[str, ...] = ()
+    legal_basis: str | None = Field(default=None, description="The dataset's legal basis (catalog).")
     columns: dict[str, ColumnRule] = Field(default_factory=dict)
     row_filters: tuple[RowFilter, ...] = ()
     aggregate_only: AggregateRule | None = None
@@ -143,9 +144,14 @@ class Decision(BaseModel):
                 names.append(ds.aggregate_only.rule)
         return sorted(set(names))
 
+    def legal_bases(self) -> dict[str, str]:
+        """The catalog's legal basis per released dataset (what the audit record states as the basis)."""
+        return {name: ds.legal_basis for name, ds in sorted(self.datasets.items()) if ds.legal_basis}
+
 
 class PolicyInput(BaseModel):
-    """What the policy sees. Shaped like Trino's OPA plugin input, extended by purpose and context."""
+    """What the policy sees. Borrows the top-level names of Trino's OPA plugin input (identity, action, resource,
+    context) and adds the declared purpose; docs/architecture.md maps it to Trino's input field by field."""
 
     identity: dict[str, Any]
     action: dict[str, Any]

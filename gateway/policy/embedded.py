@@ -88,3 +88,19 @@ class EmbeddedPolicyEngine:
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return decision
+
+    def evaluate(self, path: str, document: dict[str, Any]) -> Any:
+        """The document ``data.<path>`` (``path`` like ``gateway/four_eyes/decision``) for ``document`` as
+        input; ``None`` when it is undefined. An ad-hoc query, not the compiled decision plan: for rare
+        questions such as a four-eyes approval. Raises PolicyUnavailable when the evaluation fails."""
+        query = "data." + path.strip("/").replace("/", ".")
+        try:
+            with self._lock:
+                self._interpreter.set_input_term(json.dumps(document, ensure_ascii=False))
+                text = str(self._interpreter.query(query))
+        except Exception as exc:
+            raise PolicyUnavailable(f"the policy engine failed to evaluate {query}",
+                                    code="policy_eval_error") from exc
+        if text.strip() == "undefined":
+            return None
+        return _decode(text)

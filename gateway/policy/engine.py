@@ -59,13 +59,18 @@ def load_bundle(policy_dir: Path, catalog: Catalog) -> PolicyBundle:
             raise PolicyUnavailable(f"policy data file {p.name} must hold a mapping", code="policy_invalid")
         data.update(loaded)
     data["catalog"] = catalog.as_policy_data()
+    return PolicyBundle(
+        modules=modules, data=data, version=content_version(modules, data), test_modules=test_modules
+    )
+
+
+def content_version(modules: dict[str, str], data: dict[str, Any]) -> str:
+    """The policy version: a content hash over the (non-test) modules and the data document."""
     digest = hashlib.sha256()
     for name, text in sorted(modules.items()):
         digest.update(name.encode() + b"\0" + text.encode() + b"\0")
     digest.update(json.dumps(data, sort_keys=True, default=str).encode())
-    return PolicyBundle(
-        modules=modules, data=data, version="sha256:" + digest.hexdigest()[:16], test_modules=test_modules
-    )
+    return "sha256:" + digest.hexdigest()[:16]
 
 
 def parse_decision(raw: Any, version: str) -> Decision:

@@ -8,8 +8,16 @@ from zoneinfo import ZoneInfo
 from gateway.identity.principal import Principal
 from gateway.policy.decision import PolicyInput
 
-#: office hours in grants are local time (regopy's time zone builtins crash: the weekday and clock come in)
+#: office hours, grant and agreement dates are local time; regopy's time zone builtins crash once pyarrow is
+#: loaded, so the local date, weekday and clock are computed here and come in with the input
 LOCAL_TZ = ZoneInfo("Europe/Berlin")
+
+
+def local_context(moment: datetime) -> dict[str, object]:
+    """The local calendar day, weekday (Monday = 1) and clock of ``moment`` (Europe/Berlin)."""
+    local = moment.astimezone(LOCAL_TZ)
+    return {"local_date": local.strftime("%Y-%m-%d"), "local_weekday": local.isoweekday(),
+            "local_time": local.strftime("%H:%M")}
 
 
 def build_input(
@@ -38,6 +46,5 @@ def build_input(
         resource={"datasets": sorted(datasets)},
         # minute resolution: time-bound grants take effect to the minute, and decisions can be cached
         context={"time": moment.strftime("%Y-%m-%dT%H:%M:00Z"), "client_address": client_address or "",
-                 "local_weekday": moment.astimezone(LOCAL_TZ).isoweekday(),
-                 "local_time": moment.astimezone(LOCAL_TZ).strftime("%H:%M")},
+                 **local_context(moment)},
     )

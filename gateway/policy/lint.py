@@ -3,15 +3,18 @@
 Errors make the check fail (exit code 1); warnings are printed but do not fail it. The checks:
 
 * the Rego modules compile (embedded engine) and the decision is defined for an empty request;
+* the four-eyes rule (``policies/four_eyes.rego``) exists and refuses a self-approval;
 * every grant has an ``id`` (unique), a ``dataset`` and a ``purpose``; it names a catalogued dataset
   and only that dataset's columns; its purpose is one the dataset permits;
 * every column treatment uses a known operator (plain, deny, redact, pseudonymise, generalise,
-  partial, free_text) and names its rule;
+  partial, free_text, noise, tokenise) and names its rule, or names no operator where the catalog sets
+  a ``default_mask`` for the column;
 * row filters name a catalogued column and a claim (a filter without a claim would be silently
   dropped by the policy - an error); ``aggregate_only`` has ``min_cell >= 1`` and a rule;
-* datasets have an owner and at least one permitted purpose;
+* datasets have an owner, a legal basis and at least one permitted purpose; no direct identifier has
+  the default mask ``plain`` (an unknown default-mask operator already stops the catalog from loading);
 * warnings: ``free_text`` on a column whose class is not ``free_text``; ``plain`` on a personal-data
-  column of a ``streng_vertraulich`` dataset;
+  column of a ``streng_vertraulich`` dataset; ``plain`` on a column whose catalog default mask is not;
 * the sovereignty data (agreements, regimes, purposes, networks, office hours, retention): see
   :mod:`gateway.policy.lint_sovereignty`.
 """
@@ -24,11 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO, get_args
 
-from gateway.catalog import Catalog, Classification, PersonalDataClass, load_catalog
+from gateway.catalog import Catalog, Classification, Column, Dataset, PersonalDataClass, load_catalog
 from gateway.errors import PolicyUnavailable
 from gateway.policy.decision import MaskOp, PolicyInput
 from gateway.policy.embedded import EmbeddedPolicyEngine
 from gateway.policy.engine import PolicyBundle, load_bundle
+from gateway.policy.proposals import require_four_eyes_rule
 
 KNOWN_OPS: frozenset[str] = frozenset(get_args(MaskOp))
 Severity = Literal["error", "warning"]
@@ -50,6 +54,15 @@ def _check_catalog(catalog: Catalog) -> list[Finding]:
         where = f"catalog: dataset {name}"
         if not ds.owner.strip():
             findings.append(Finding("error", where, "has no owner (the office responsible for it)"))
+        if not ds.legal_basis.strip():
+            findings.append(Finding("error", where, "has no legal_basis (the provision the processing rests on, "
+                                                    "e.g. \"§ 3 BMG i. V. m. Art. 6 Abs. 1 lit. e DSGVO\")"))
+        for col, column in sorted(ds.columns.items()):
+            if column.pd_class is PersonalDataClass.DIRECT_IDENTIFIER and column.default_mask is not None \
+                    and column.default_mask.op == "plain":
+                findings.append(Finding("error", f"{where} column {col}",
+                                        "a direct identifier may not have the default mask plain; use "
+                                        "pseudonymise, redact, partial, tokenise or deny"))
         if not [p for p in ds.purposes if p.strip()]:
             findings.append(Finding("error", where, "permits no purpose, so no grant can ever apply"))
     return findings
@@ -66,7 +79,55 @@ def _check_compiles(bundle: PolicyBundle) -> list[Finding]:
         engine.decide(probe)
     except PolicyUnavailable as exc:
         return [Finding("error", "rego", f"the decision is not defined for an empty request: {exc.detail}")]
+    try:
+        require_four_eyes_rule(engine, bundle.version)
+    except PolicyUnavailable as exc:
+        return [Finding("error", "rego", exc.detail)]
     return []
+
+
+def _check_column(where: str, col: str, rule: Any, ds: Dataset | None, ds_name: str) -> list[Finding]:
+    """One column treatment of a grant: ``{op, params, rule}``, or ``{}``/``{rule}`` for the default mask."""
+    findings: list[Finding] = []
+    sub = f"{where} column {col}"
+    column = ds.columns.get(col) if ds is not None else None
+    if ds is not None and column is None:
+        findings.append(Finding("error", sub, f"column {col!r} is not a column of dataset {ds_name}"))
+    if not isinstance(rule, dict):
+        return [*findings, Finding("error", sub, "the treatment must be a mapping {op, params, rule} "
+                                                 "(or {} for the catalog's default mask)")]
+    op = rule.get("op")
+    known = ", ".join(sorted(KNOWN_OPS))
+    if op is None and column is not None and column.default_mask is None:
+        findings.append(Finding("error", sub, f"names no op and the catalog sets no default_mask for "
+                                              f"{ds_name}.{col}, so it would be denied; name an op ({known})"))
+    elif op is not None and op not in KNOWN_OPS:
+        findings.append(Finding("error", sub, f"unknown operator {op!r} (known: {known})"))
+    if op is not None and not rule.get("rule"):
+        findings.append(Finding("error", sub, "names no rule (every treatment must name the rule that set it)"))
+    params = rule.get("params")
+    if params is not None and not isinstance(params, dict):
+        findings.append(Finding("error", sub, "params must be a mapping"))
+    if ds is not None and column is not None:
+        findings.extend(_column_warnings(sub, op, column, ds))
+    return findings
+
+
+def _column_warnings(sub: str, op: Any, column: Column, ds: Dataset) -> list[Finding]:
+    findings: list[Finding] = []
+    pd_class = column.pd_class
+    if op == "free_text" and pd_class is not PersonalDataClass.FREE_TEXT:
+        findings.append(Finding("warning", sub, f"op free_text on a column classified {pd_class.value!r}, "
+                                                "not 'free_text'"))
+    if op == "plain" and pd_class is not PersonalDataClass.NONE \
+            and ds.classification is Classification.STRENG_VERTRAULICH:
+        findings.append(Finding("warning", sub, f"personal data ({pd_class.value}) released plain from a "
+                                                "streng_vertraulich dataset"))
+    default = column.default_mask
+    if op == "plain" and default is not None and default.op != "plain":
+        findings.append(Finding("warning", sub, f"released plain although the catalog's default mask is "
+                                                f"{default.op}; confirm deliberately"))
+    return findings
 
 
 def _check_grant(index: int, grant: Any, catalog: Catalog) -> list[Finding]:
@@ -78,9 +139,6 @@ def _check_grant(index: int, grant: Any, catalog: Catalog) -> list[Finding]:
 
     def err(message: str, sub: str = "") -> None:
         findings.append(Finding("error", where + sub, message))
-
-    def warn(message: str, sub: str = "") -> None:
-        findings.append(Finding("warning", where + sub, message))
 
     for key in ("id", "dataset", "purpose"):
         if not isinstance(grant.get(key), str) or not grant.get(key):
@@ -104,28 +162,7 @@ def _check_grant(index: int, grant: Any, catalog: Catalog) -> list[Finding]:
         err("columns must be a mapping column -> treatment")
         columns = {}
     for col, rule in sorted(columns.items()):
-        sub = f" column {col}"
-        if ds is not None and col not in ds.columns:
-            err(f"column {col!r} is not a column of dataset {ds_name}", sub)
-        if not isinstance(rule, dict):
-            err("the treatment must be a mapping with op and rule", sub)
-            continue
-        op = rule.get("op")
-        if op not in KNOWN_OPS:
-            err(f"unknown operator {op!r} (known: {', '.join(sorted(KNOWN_OPS))})", sub)
-        if not rule.get("rule"):
-            err("names no rule (every treatment must name the rule that set it)", sub)
-        params = rule.get("params")
-        if params is not None and not isinstance(params, dict):
-            err("params must be a mapping", sub)
-        if ds is None or col not in ds.columns:
-            continue
-        pd_class = ds.columns[col].pd_class
-        if op == "free_text" and pd_class is not PersonalDataClass.FREE_TEXT:
-            warn(f"op free_text on a column classified {pd_class.value!r}, not 'free_text'", sub)
-        if op == "plain" and pd_class is not PersonalDataClass.NONE \
-                and ds.classification is Classification.STRENG_VERTRAULICH:
-            warn(f"personal data ({pd_class.value}) released plain from a streng_vertraulich dataset", sub)
+        findings.extend(_check_column(where, col, rule, ds, str(ds_name)))
 
     filters = grant.get("row_filters") or []
     if not isinstance(filters, list):
@@ -155,10 +192,7 @@ def _check_grant(index: int, grant: Any, catalog: Catalog) -> list[Finding]:
     max_rows = grant.get("max_rows")
     if max_rows is not None and (not isinstance(max_rows, int) or max_rows < 1):
         err("max_rows must be a positive integer")
-    valid_until = grant.get("valid_until")
-    if valid_until is not None and not isinstance(valid_until, str):
-        err("valid_until must be a quoted RFC 3339 UTC timestamp like \"2026-12-31T23:59:59Z\" "
-            "(YAML would otherwise turn it into a date)")
+    # valid_from / valid_until: see lint_sovereignty._grant_validity
     return findings
 
 

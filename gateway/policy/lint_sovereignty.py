@@ -4,20 +4,22 @@ Errors: an agreement naming an unknown dataset, a party that owns none of its da
 an office anyone could hold (unknown owners are errors: a typo would silently refuse every query),
 dates that are not ``YYYY-MM-DD`` or run backwards; a dataset whose legal regime is not in
 ``regimes``; a bridge naming an unknown regime; a network that is not IPv4 CIDR or ``ADDRESS/128``;
-a grant's ``valid_from``/``office_hours`` malformed; a retention column that is not a date or
-timestamp. Warnings: a purpose used by the catalog but missing from ``purposes`` (it counts as
-administrative), an agreement that expired.
+a grant's ``valid_from``/``valid_until`` not a quoted date ``"YYYY-MM-DD"`` (local calendar days, both
+inclusive, like agreements) or running backwards; ``office_hours`` malformed; a retention column that is
+not a date or timestamp. Warnings: a purpose used by the catalog but missing from ``purposes`` (it counts
+as administrative), an agreement or grant that expired ("today" is the local date, Europe/Berlin).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from gateway.catalog import Catalog
 from gateway.policy.engine import PolicyBundle
+from gateway.policy.inputs import LOCAL_TZ
 from gateway.policy.lint import Finding
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -113,15 +115,33 @@ def _networks(data: dict[str, Any]) -> list[Finding]:
     return findings
 
 
-def _time_rules(data: dict[str, Any], catalog: Catalog) -> list[Finding]:
+def _grant_validity(grant: dict[str, Any], where: str, today: date) -> list[Finding]:
+    """valid_from / valid_until: quoted local dates, both inclusive (the policy compares context.local_date)."""
+    findings: list[Finding] = []
+    parsed: dict[str, date | None] = {}
+    for key in ("valid_from", "valid_until"):
+        if key not in grant:
+            continue
+        parsed[key] = _as_date(grant[key])
+        if parsed[key] is None:
+            findings.append(Finding("error", where, (
+                f"{key} {grant[key]!r} must be a quoted date \"YYYY-MM-DD\" (a local calendar day, Europe/Berlin, "
+                "inclusive); timestamps are not accepted, and the policy treats the grant as not in force")))
+    start, end = parsed.get("valid_from"), parsed.get("valid_until")
+    if start and end and end < start:
+        findings.append(Finding("error", where, f"valid_until ({end}) is before valid_from ({start})"))
+    if end and end < today:
+        findings.append(Finding("warning", where, f"expired on {end}; it grants nothing any more"))
+    return findings
+
+
+def _time_rules(data: dict[str, Any], catalog: Catalog, today: date) -> list[Finding]:
     findings: list[Finding] = []
     for grant in data.get("grants") or []:
         if not isinstance(grant, dict):
             continue
         where = f"grant {grant.get('id')}"
-        valid_from = grant.get("valid_from")
-        if valid_from is not None and not isinstance(valid_from, str):
-            findings.append(Finding("error", where, "valid_from must be a quoted RFC 3339 UTC timestamp"))
+        findings.extend(_grant_validity(grant, where, today))
         hours = grant.get("office_hours")
         if hours is None:
             continue
@@ -146,7 +166,7 @@ def _time_rules(data: dict[str, Any], catalog: Catalog) -> list[Finding]:
 
 
 def check_sovereignty(bundle: PolicyBundle, catalog: Catalog, *, today: date | None = None) -> list[Finding]:
-    day = today or datetime.now(UTC).date()
+    day = today or datetime.now(LOCAL_TZ).date()
     data = bundle.data
     return [*_agreements(data, catalog, day), *_regimes(data, catalog), *_networks(data),
-            *_time_rules(data, catalog)]
+            *_time_rules(data, catalog, day)]

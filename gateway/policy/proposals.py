@@ -3,10 +3,15 @@
 A proposal is a complete policy directory (``*.rego`` modules, ``data/*.yaml``, optionally
 ``catalog.yaml``) sent by a DPO. It is stored under ``<data_dir>/policy-proposals/<id>/`` only if it
 passes the same gate as a reload (it compiles, gives a valid decision, its Rego tests pass), together with
-the impact preview against the policy in force. Another person with a policy role approves it (never
-the proposer: ``self_approval_refused``), and only then are its files installed into the policy
-directory and the policy reloaded. A proposal reviewed against another version than the one in force
-cannot be approved (``policy_changed_since_proposal``): propose again. Every step is audited by the API
+the impact preview against the policy in force. Another person with a policy role approves it, and only
+then are its files installed into the policy directory and the policy reloaded. Who may approve is
+decided by the Rego rule ``data.gateway.four_eyes.decision`` (``policies/four_eyes.rego``) of the policy
+*in force* - never the proposal's own copy - through the same engine as every access decision:
+``separation_of_duties.self_approval`` (nobody approves their own change: ``self_approval_refused``)
+and ``separation_of_duties.approver_not_authorised``. If that rule cannot be evaluated (undefined,
+engine failure, malformed answer) no approval happens (``four_eyes_unavailable``). A proposal reviewed
+against another version than the one in force cannot be approved (``policy_changed_since_proposal``):
+propose again. Every step is audited by the API
 layer (events ``policy_proposed``, ``policy_approved``, ``policy_activated``, ``policy_rejected``).
 """
 
@@ -23,9 +28,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gateway.errors import BadRequest, Conflict, NotFound
+from gateway.errors import AccessDenied, BadRequest, Conflict, NotFound, PolicyUnavailable
+from gateway.identity.principal import Principal
 
 #: roles that may propose, approve and reject policy versions
 POLICY_ROLES = frozenset({"dpo"})
@@ -33,6 +39,14 @@ MAX_TOTAL_BYTES = 2_000_000
 _REGO_PATH_RE = re.compile(r"^(?:[A-Za-z0-9_\-]+/)*[A-Za-z0-9_\-]+\.rego$")
 _DATA_PATH_RE = re.compile(r"^data/[A-Za-z0-9_\-]+\.yaml$")
 CATALOG_FILE = "catalog.yaml"
+
+
+#: the four-eyes decision in the policy (policies/four_eyes.rego)
+FOUR_EYES_PATH = "gateway/four_eyes/decision"
+#: rule names of the four-eyes policy and the problem code each refusal gets
+SELF_APPROVAL_RULE = "separation_of_duties.self_approval"
+NOT_AUTHORISED_RULE = "separation_of_duties.approver_not_authorised"
+_REFUSAL_CODES = {SELF_APPROVAL_RULE: "self_approval_refused", NOT_AUTHORISED_RULE: "approver_not_authorised"}
 
 
 class ProposalNotOpen(Conflict):
@@ -68,6 +82,100 @@ class Proposal(BaseModel):
         """This proposal after a decision by ``username`` (``subject``)."""
         return self.model_copy(update={"state": state, "decided_by": subject, "decided_by_name": username,
                                        "decided_at": now(), "decision_comment": comment})
+
+
+class FourEyesRefusal(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    rule: str
+    message: str
+
+
+class FourEyesDecision(BaseModel):
+    """The answer of ``data.gateway.four_eyes.decision``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    allow: bool
+    rule: str = Field(description="The rule that approves (separation_of_duties.four_eyes).")
+    refusals: tuple[FourEyesRefusal, ...] = ()
+
+    @property
+    def rules(self) -> list[str]:
+        """The rules to audit: the refusals' (self-approval first), else the approving rule."""
+        names = sorted({r.rule for r in self.refusals}, key=lambda n: (n != SELF_APPROVAL_RULE, n))
+        return names or [self.rule]
+
+    def refusal(self, proposal_id: str) -> AccessDenied:
+        """The problem to answer with when ``allow`` is false."""
+        rules = self.rules
+        messages = sorted({r.message for r in self.refusals}) or [
+            f"the four-eyes rule {self.rule} does not let you approve {proposal_id}"]
+        return AccessDenied("; ".join(messages) + f" (rule {rules[0]})",
+                            code=_REFUSAL_CODES.get(rules[0], "approval_refused"), rule=rules[0],
+                            extra={"rules": rules})
+
+
+def four_eyes_input(proposal: Proposal, approver: Principal) -> dict[str, Any]:
+    """The input of the four-eyes rule: who proposed which version, and who wants to approve it."""
+    return {
+        "proposal": {"id": proposal.id, "version": proposal.version, "base_version": proposal.base_version},
+        "proposer": {"subject": proposal.proposed_by, "user": proposal.proposed_by_name},
+        "approver": {"subject": approver.subject, "user": approver.username, "roles": list(approver.roles)},
+    }
+
+
+def _unavailable(detail: str) -> PolicyUnavailable:
+    return PolicyUnavailable(f"{detail}; nothing is approved until the four-eyes rule can decide "
+                             "(policies/four_eyes.rego, data.gateway.four_eyes.decision)",
+                             code="four_eyes_unavailable")
+
+
+#: a self-approval every policy version's four-eyes rule must refuse before it may go live
+_SELF_APPROVAL_PROBE: dict[str, Any] = {
+    "proposal": {"id": "prop-probe", "version": "sha256:probe", "base_version": "sha256:probe"},
+    "proposer": {"subject": "probe-subject", "user": "probe"},
+    "approver": {"subject": "probe-subject", "user": "probe", "roles": ["dpo"]},
+}
+
+
+def require_four_eyes_rule(engine: object, version: str) -> None:
+    """Refuse a policy version whose four-eyes rule is missing, malformed or lets a DPO approve their own
+    change: once in force it would decide every later approval (raises PolicyUnavailable)."""
+    evaluate = getattr(engine, "evaluate", None)
+    raw = evaluate(FOUR_EYES_PATH, _SELF_APPROVAL_PROBE) if callable(evaluate) else None
+    try:
+        decision = FourEyesDecision.model_validate(raw) if raw is not None else None
+    except ValidationError:
+        decision = None
+    if decision is None or decision.allow or SELF_APPROVAL_RULE not in decision.rules:
+        raise PolicyUnavailable(
+            f"policy {version} has no working four-eyes rule: data.gateway.four_eyes.decision must exist and "
+            f"refuse a self-approval with {SELF_APPROVAL_RULE} (keep policies/four_eyes.rego)",
+            code="policy_invalid")
+
+
+def four_eyes_decision(engine: object, proposal: Proposal, approver: Principal) -> FourEyesDecision:
+    """Ask the policy in force whether ``approver`` may approve ``proposal``. Fails closed: an engine that
+    cannot evaluate the rule, an undefined or malformed answer, or an answer that allows despite refusals
+    raise PolicyUnavailable (``four_eyes_unavailable``)."""
+    evaluate = getattr(engine, "evaluate", None)
+    if not callable(evaluate):
+        raise _unavailable(f"the policy engine {type(engine).__name__} cannot evaluate the four-eyes rule")
+    try:
+        raw = evaluate(FOUR_EYES_PATH, four_eyes_input(proposal, approver))
+    except PolicyUnavailable as exc:
+        raise _unavailable(f"the four-eyes rule could not be evaluated ({exc.detail})") from exc
+    if raw is None:
+        raise _unavailable("the policy in force does not define the four-eyes rule")
+    try:
+        decision = FourEyesDecision.model_validate(raw)
+    except ValidationError as exc:
+        raise _unavailable(f"the four-eyes rule answered with a malformed decision ({exc.error_count()} "
+                           "problems)") from exc
+    if decision.allow and decision.refusals:
+        raise _unavailable("the four-eyes rule both allows and refuses")
+    return decision
 
 
 def check_files(files: dict[str, str]) -> None:

@@ -13,11 +13,18 @@ and only if all of that succeeds swaps the active engine (one reference assignme
 ``decide`` sees either the old or the new version, never a mix). Otherwise the last good version
 keeps serving and ``last_error`` / ``last_attempt_version`` say what was tried and why it was refused
 (for ``/healthz``, see ``status()``).
+
+Every refused reload is logged as an error with its reason; every version that goes live is logged and
+handed to ``on_activate`` (the gateway archives it and writes a ``policy_activated`` audit record, see
+``gateway.policy.versions``) with the rule ``startup``, ``reload.file_change`` (the poller saw a change)
+or ``reload.requested`` (``check_now(force=True)``, e.g. a four-eyes approval). If ``on_activate``
+fails, the version does not go live.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +37,13 @@ from gateway.errors import PolicyUnavailable
 from gateway.policy.decision import Decision, PolicyInput
 from gateway.policy.embedded import EmbeddedPolicyEngine
 from gateway.policy.engine import PolicyBundle, load_bundle
+from gateway.policy.proposals import require_four_eyes_rule
 from gateway.policy.testing import run_bundle_tests
+
+log = logging.getLogger("gateway.policy.reload")
+
+#: called with the bundle about to go live and the rule that made it go live (see the module docstring)
+ActivationHook = Callable[[PolicyBundle, str], None]
 
 _PROBE = PolicyInput(identity={}, action={"operation": "SelectFromColumns", "purpose": ""},
                      resource={"datasets": []}, context={"time": "1970-01-01T00:00:00Z"})
@@ -51,7 +64,8 @@ class ReloadingPolicyEngine:
     """A ``PolicyEngine`` that follows the files on disk, refusing versions that fail compile or tests."""
 
     def __init__(self, policy_dir: Path, catalog_path: Path, *, poll_seconds: float = 2,
-                 run_tests: bool = True) -> None:
+                 run_tests: bool = True, on_activate: ActivationHook | None = None) -> None:
+        self._on_activate = on_activate
         self._policy_dir = policy_dir
         self._catalog_path = catalog_path
         self._poll_seconds = poll_seconds
@@ -66,7 +80,13 @@ class ReloadingPolicyEngine:
         self._fingerprint = self._stat_fingerprint()
         digest = self._content_digest()
         # the first version must pass the same gate; without it there is nothing to serve (fail closed)
-        self._active: _Active = self._build(digest)
+        try:
+            active = self._build(digest)
+            self._activate(active, "startup")
+        except PolicyUnavailable as exc:
+            log.error("policy in %s refused at start, nothing to serve: %s", policy_dir, exc.detail)
+            raise
+        self._active: _Active = active
         self._last_attempt_version = self._active.engine.version
         self._last_reload_at = self._last_attempt_at = _now()
 
@@ -78,6 +98,10 @@ class ReloadingPolicyEngine:
 
     def decide(self, policy_input: PolicyInput) -> Decision:
         return self._active.engine.decide(policy_input)
+
+    def evaluate(self, path: str, document: dict[str, Any]) -> Any:
+        """Another document of the active policy (e.g. the four-eyes rule); see EmbeddedPolicyEngine."""
+        return self._active.engine.evaluate(path, document)
 
     # -- state for /healthz and callers -----------------------------------------------------------
 
@@ -139,6 +163,7 @@ class ReloadingPolicyEngine:
                 self.check_now()
             except Exception as exc:  # never let the poller die
                 self._last_error = f"the policy reload check failed: {exc}"
+                log.error("policy reload check failed (%s); %s stays in force", type(exc).__name__, self.version)
 
     def check_now(self, *, force: bool = False) -> bool:
         """One poll. Returns True when a new version went live."""
@@ -153,8 +178,10 @@ class ReloadingPolicyEngine:
             self._last_attempt_at = _now()
             try:
                 candidate = self._build(digest)
+                self._activate(candidate, "reload.requested" if force else "reload.file_change")
             except PolicyUnavailable as exc:
                 self._last_error = exc.detail
+                log.error("policy reload refused (%s), %s stays in force: %s", exc.code, self.version, exc.detail)
                 return False
             self._active = candidate  # the atomic swap
             self._last_error = None
@@ -197,6 +224,18 @@ class ReloadingPolicyEngine:
         candidate = load_candidate(self._policy_dir, self._catalog_path, run_tests=self._run_tests,
                                    on_version=self._note_version)
         return _Active(engine=candidate.engine, catalog=candidate.catalog, content_digest=content_digest)
+
+    def _activate(self, candidate: _Active, rule: str) -> None:
+        """Hand the version to ``on_activate`` (archive, audit) before it serves; a failure refuses it."""
+        bundle = candidate.engine.bundle
+        if self._on_activate is not None:
+            try:
+                self._on_activate(bundle, rule)
+            except Exception as exc:
+                raise PolicyUnavailable(
+                    f"policy {bundle.version} could not be archived or audited ({type(exc).__name__}: {exc}), "
+                    "so it was not activated", code="policy_activation_failed") from exc
+        log.info("policy %s in force (%s; from %s)", bundle.version, rule, self._policy_dir)
 
     def _note_version(self, version: str) -> None:
         self._last_attempt_version = version
@@ -247,6 +286,7 @@ def load_candidate(policy_dir: Path, catalog_path: Path, *, run_tests: bool = Tr
     except PolicyUnavailable as exc:
         raise PolicyUnavailable(f"policy {bundle.version} compiles but gives no valid decision: {exc.detail}",
                                 code="policy_invalid") from exc
+    require_four_eyes_rule(engine, bundle.version)
     if run_tests and _tests_key(bundle) not in _PASSED:
         results = run_bundle_tests(bundle)
         failed = [r for r in results if not r.passed]

@@ -2,7 +2,9 @@
 
 ``gateway policy test`` calls ``policy_test_main``. A test passes when its rule evaluates to ``true``;
 ``false``, undefined or an evaluation error is a failure, as with ``opa test``. The same files run
-unchanged under ``opa test policies/`` (OPA >= 1.0).
+unchanged under OPA >= 1.0 from a bundle: ``gateway policy bundle /tmp/b && opa test /tmp/b`` (not
+``opa test policies/``: OPA's loader would put ``data/*.yaml`` under ``data.data`` and the raw catalog
+at the data root; see gateway/policy/bundle.py).
 
 The tests run in a child process (``python -m gateway.policy.testing``) by default: regopy 1.5 can
 crash the whole process (SIGSEGV) on some Rego constructs (e.g. ``with input as {...}`` over rules

@@ -20,7 +20,8 @@ with ``op: pseudonymise``); a rule elsewhere in Rego simply takes the SQL path.
 The replica is a copy of the source's personal data: it lives in the data directory
 (``pseudonyms/<connector>.duckdb``) with the source's protection, is rebuilt on start when the source or
 the keys changed; the setting ``precompute_pseudonyms: false`` turns it off for all datasets, the
-catalog's ``pseudonym_replica: false`` for one.
+catalog's ``pseudonym_replica: false`` for one. Tables a DuckDB connector serves from declared
+Parquet/CSV files (the catalog's ``files``) have no replica: their pseudonyms are always computed in SQL.
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ class PseudonymReplicas:
 
 
 def specs_from_policy_data(data: Mapping[str, Any], catalog: Catalog) -> list[PseudonymSpec]:
-    """The pseudonyms the grants in the policy data ask for, on datasets of DuckDB connectors."""
+    """The pseudonyms the grants in the policy data ask for, on DuckDB datasets (not declared files)."""
     specs: set[PseudonymSpec] = set()
     for grant in data.get("grants") or []:
         if not isinstance(grant, dict):
@@ -159,8 +160,9 @@ def specs_from_policy_data(data: Mapping[str, Any], catalog: Catalog) -> list[Ps
         meta = catalog.datasets.get(str(dataset))
         if meta is None or not isinstance(purpose, str) or not meta.pseudonym_replica:
             continue
-        if catalog.connectors[meta.connector].kind != "duckdb":
-            continue
+        connector = catalog.connectors[meta.connector]
+        if connector.kind != "duckdb" or connector.serves_file(meta.table):
+            continue  # a declared Parquet/CSV file is no database table to copy: hashed in SQL
         for column, spec in (grant.get("columns") or {}).items():
             if not isinstance(spec, dict) or spec.get("op") != "pseudonymise" or column not in meta.columns:
                 continue
