@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway.policy.decision import MaskOp
 
@@ -98,8 +98,20 @@ class DuckDBFile(BaseModel):
         return self
 
 
+#: the catalog fields each kind of connector takes (docs/operator.md, "Connectors")
+_CONNECTOR_FIELDS: dict[str, frozenset[str]] = {
+    "duckdb": frozenset({"database", "files", "schema_name", "threads", "memory_limit"}),
+    "postgres": frozenset({"dsn_env", "dsn_file", "schema_name", "pool_max", "connect_timeout_s"}),
+    "mysql": frozenset({"dsn_env", "dsn_file", "pool_max", "connect_timeout_s"}),
+    "trino": frozenset({"dsn_env", "dsn_file", "schema_name", "host", "port", "user", "catalog", "http_scheme",
+                        "tls_ca_file", "connect_timeout_s"}),
+}
+
+
 class ConnectorConfig(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # unknown keys are refused: a typo must not silently fall back to a default, and a `password:` or
+    # `dsn:` key (secrets in the reviewed catalog) must stop the start
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     kind: str = Field(description="duckdb | postgres | mysql | trino")
     database: str | None = Field(default=None, description="DuckDB file (relative to the data dir).")
@@ -120,7 +132,8 @@ class ConnectorConfig(BaseModel):
     # PostgreSQL and MariaDB/MySQL: the connection pool
     pool_max: int = Field(default=4, ge=1, le=64, description="postgres/mysql: connections kept open at most.")
     connect_timeout_s: float = Field(default=5.0, gt=0, le=60, description=(
-        "postgres/mysql: how long to wait for a connection before answering 503 connector_unavailable."))
+        "postgres/mysql: how long to wait for a connection before answering 503 connector_unavailable; "
+        "trino: the time limit of each HTTP request to the coordinator."))
     memory_limit: str | None = Field(default=None, description="DuckDB: e.g. '2GB' (default: 80 % of the RAM).")
 
     @field_validator("files")
@@ -135,6 +148,19 @@ class ConnectorConfig(BaseModel):
     def _files_only_on_duckdb(self) -> ConnectorConfig:
         if self.files and self.kind != "duckdb":
             raise ValueError(f"files: only a duckdb connector serves declared files (kind is {self.kind!r})")
+        return self
+
+    @model_validator(mode="after")
+    def _fields_of_its_kind(self) -> ConnectorConfig:
+        allowed = _CONNECTOR_FIELDS.get(self.kind)
+        if allowed is None:
+            raise ValueError(f"kind {self.kind!r} is not supported: use one of {', '.join(_CONNECTOR_FIELDS)}")
+        # set to something other than its default (a dumped and re-read entry carries every field)
+        wrong = sorted(name for name in set(self.model_fields_set) - allowed - {"kind"}
+                       if getattr(self, name) != type(self).model_fields[name].get_default(call_default_factory=True))
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)}: not a setting of a {self.kind} connector "
+                             f"(it takes {', '.join(sorted(allowed))})")
         return self
 
     def serves_file(self, table: str) -> bool:
@@ -240,10 +266,20 @@ class Catalog(BaseModel):
         return entry
 
 
+def catalog_errors(exc: ValidationError) -> str:
+    """Each problem with where it is and what is wrong, never the value found there: a value in the
+    wrong place may be a secret (a `password:` key in a connector entry)."""
+    return "; ".join(f"{'.'.join(str(part) for part in error['loc']) or '(top)'}: {error['msg']}"
+                     for error in exc.errors(include_input=False, include_url=False))
+
+
 def load_catalog(path: Path) -> Catalog:
     with path.open(encoding="utf-8") as fh:
         raw = yaml.safe_load(fh)
-    catalog = Catalog.model_validate(raw)
+    try:
+        catalog = Catalog.model_validate(raw)
+    except ValidationError as exc:
+        raise ValueError(f"the catalog {path} is not valid: {catalog_errors(exc)}") from None
     for name, ds in catalog.datasets.items():
         if ds.connector not in catalog.connectors:
             raise ValueError(f"dataset {name!r} names unknown connector {ds.connector!r}")

@@ -189,7 +189,7 @@ def _trino_connector(name: str, config: ConnectorConfig) -> Connector:
                                   http_scheme=config.http_scheme, tls_ca_file=config.tls_ca_file)
     except ValueError as exc:  # the messages name fields, never values from the DSN
         raise ValueError(f"connector {name!r}: {exc}") from None
-    return TrinoConnector.from_settings(settings)
+    return TrinoConnector.from_settings(settings, request_timeout_s=config.connect_timeout_s)
 
 
 def _dsn(name: str, config: ConnectorConfig) -> str:

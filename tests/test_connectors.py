@@ -518,7 +518,7 @@ class TestMariaDB:
 
 
 # ==================================================================================================
-# Trino (no server and no client package here)
+# Trino (no server here; its connector is tested against a stand-in in tests/test_trino_connector.py)
 # ==================================================================================================
 
 

@@ -99,6 +99,30 @@ def test_dsn_source_errors_say_what_to_set(config: dict[str, str], message: str,
         _dsn("melde", ConnectorConfig.model_validate({"kind": "postgres", **config}))
 
 
+@pytest.mark.parametrize(("entry", "message"), [
+    ({"kind": "postgres", "dsn_env": "X", "password": "Geheim-1"}, "password"),
+    ({"kind": "mysql", "dsn": "mysql://gw:Geheim-1@db/x"}, "dsn"),
+    ({"kind": "postgres", "dsn_env": "X", "pool_size": 8}, "pool_size"),
+    ({"kind": "duckdb", "database": "demo.duckdb", "pool_max": 2}, "not a setting of a duckdb connector"),
+    ({"kind": "trino", "host": "t", "pool_max": 2}, "not a setting of a trino connector"),
+    ({"kind": "oracle", "dsn_env": "X"}, "kind 'oracle' is not supported"),
+])
+def test_catalog_refuses_secrets_typos_and_foreign_connector_fields(entry: dict[str, Any], message: str,
+                                                                    tmp_path: Path) -> None:
+    """Secrets never sit in the reviewed catalog, and a misspelt setting never falls back to a default.
+    The error names the place, never the value found there (it may be the secret)."""
+    import yaml
+
+    from gateway.catalog import load_catalog
+
+    path = tmp_path / "catalog.yaml"
+    path.write_text(yaml.safe_dump({"connectors": {"amt": entry}, "datasets": {}}), encoding="utf-8")
+    with pytest.raises(ValueError, match=message) as caught:
+        load_catalog(path)
+    assert "connectors.amt" in str(caught.value)
+    assert "Geheim-1" not in str(caught.value) and caught.value.__cause__ is None
+
+
 def test_empty_environment_variable_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GW_TEST_EMPTY_DSN", "")
     with pytest.raises(ValueError, match="GW_TEST_EMPTY_DSN is not set"):
