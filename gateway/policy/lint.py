@@ -2,6 +2,8 @@
 
 Errors make the check fail (exit code 1); warnings are printed but do not fail it. The checks:
 
+* every Rego module (tests included) is Rego v1 syntax, so OPA >= 1.0 loads it (see
+  :mod:`gateway.policy.rego_syntax`);
 * the Rego modules compile (embedded engine) and the decision is defined for an empty request;
 * the four-eyes rule (``policies/four_eyes.rego``) exists and refuses a self-approval;
 * every grant has an ``id`` (unique), a ``dataset`` and a ``purpose``; it names a catalogued dataset
@@ -33,6 +35,7 @@ from gateway.policy.decision import MaskOp, PolicyInput
 from gateway.policy.embedded import EmbeddedPolicyEngine
 from gateway.policy.engine import PolicyBundle, load_bundle
 from gateway.policy.proposals import require_four_eyes_rule
+from gateway.policy.rego_syntax import modules_v1_problems
 
 KNOWN_OPS: frozenset[str] = frozenset(get_args(MaskOp))
 Severity = Literal["error", "warning"]
@@ -198,6 +201,8 @@ def _check_grant(index: int, grant: Any, catalog: Catalog) -> list[Finding]:
 
 def check_bundle(bundle: PolicyBundle, catalog: Catalog) -> list[Finding]:
     findings = _check_catalog(catalog)
+    findings.extend(Finding("error", "rego", problem)
+                    for problem in modules_v1_problems({**bundle.modules, **bundle.test_modules}))
     findings.extend(_check_compiles(bundle))
     grants = bundle.data.get("grants")
     if grants is None:

@@ -38,6 +38,7 @@ from gateway.policy.decision import Decision, PolicyInput
 from gateway.policy.embedded import EmbeddedPolicyEngine
 from gateway.policy.engine import PolicyBundle, load_bundle
 from gateway.policy.proposals import require_four_eyes_rule
+from gateway.policy.rego_syntax import modules_v1_problems
 from gateway.policy.testing import run_bundle_tests
 
 log = logging.getLogger("gateway.policy.reload")
@@ -280,6 +281,11 @@ def load_candidate(policy_dir: Path, catalog_path: Path, *, run_tests: bool = Tr
                                 code="policy_invalid") from exc
     if on_version is not None:
         on_version(bundle.version)
+    v0 = modules_v1_problems({**bundle.modules, **bundle.test_modules})
+    if v0:  # regopy would accept it, OPA >= 1.0 would not: the two backends must read the same policy
+        more = f" (and {len(v0) - 3} more)" if len(v0) > 3 else ""
+        raise PolicyUnavailable(f"policy {bundle.version} is not Rego v1 syntax: {'; '.join(v0[:3])}{more}",
+                                code="policy_invalid")
     engine = EmbeddedPolicyEngine(bundle)  # raises PolicyUnavailable(policy_compile_error)
     try:
         engine.decide(_PROBE)
