@@ -1,8 +1,10 @@
 # METADATA
 # title: Unit tests for gateway.four_eyes (policies/four_eyes.rego)
 # description: |
-#   Run with `gateway policy test` (regopy) or `opa test policies/` (OPA >= 1.0). Input is overridden
-#   key by key (regopy 1.5 crashes on `with input as {...}`). Rego v1 syntax.
+#   Run with `gateway policy test` (regopy) or, with OPA >= 1.0, `gateway policy bundle /tmp/b &&
+#   opa test /tmp/b` (not `opa test policies/`: OPA's loader would put data/*.yaml under data.data.*;
+#   docs/dpo-policy.md section 6). Input is overridden key by key (regopy 1.5 crashes on
+#   `with input as {...}`). Rego v1 syntax.
 package gateway.four_eyes_test
 
 import rego.v1

@@ -1,9 +1,10 @@
 # METADATA
 # title: Unit tests for gateway.authz (policies/gateway.rego)
 # description: |
-#   One or more tests per rule. Run with `gateway policy test` (regopy) or `opa test policies/`
-#   (OPA >= 1.0). Synthetic grants are injected with `with data.grants as ...`; the catalog is the
-#   real one (data.catalog). Rego v1 syntax.
+#   One or more tests per rule. Run with `gateway policy test` (regopy) or, with OPA >= 1.0,
+#   `gateway policy bundle /tmp/b && opa test /tmp/b` (not `opa test policies/`: OPA's loader would put
+#   data/*.yaml under data.data.*; docs/dpo-policy.md section 6). Synthetic grants are injected with
+#   `with data.grants as ...`; the catalog is the real one (data.catalog). Rego v1 syntax.
 package gateway.authz_test
 
 import rego.v1

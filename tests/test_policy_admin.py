@@ -294,6 +294,47 @@ def test_policy_diff_cli_reports_known_change(admin: Callable[..., Any], admin_e
     assert "would change" in same.stdout
 
 
+def test_policy_diff_reports_rows_newly_filtered(admin: Callable[..., Any], admin_env: tuple[Runtime, Path],
+                                                 tmp_path: Path) -> None:
+    """A proposal that adds a district row filter to anna's statistics grant: her audited query on
+    `einwohner` is reported as `row_filter` (her token names no districts, so she would see no row); her
+    query on another dataset is not reported."""
+    rt, policy_dir = admin_env
+    filtered = admin("POST", "anna", "/v1/query", json={
+        "sql": "SELECT stadtteil, count(*) AS n FROM einwohner GROUP BY stadtteil", "purpose": "statistik"})
+    assert filtered.status_code == 200, filtered.text
+    elsewhere = admin("POST", "anna", "/v1/query", json={"sql": "SELECT * FROM stadtteile LIMIT 3",
+                                                         "purpose": "statistik"})
+    assert elsewhere.status_code == 200, elsewhere.text
+    proposed = tmp_path / "proposed"
+    shutil.copytree(policy_dir, proposed)
+    grants = proposed / "data" / "grants.yaml"
+    text = grants.read_text(encoding="utf-8")
+    start = text.index("  - id: einwohner.statistik\n")
+    grant = text[start:text.index("\n  - id: ", start + 1)]
+    assert "row_filters" not in grant and "    max_rows: 100000\n" in grant, grant
+    row_filter = ("    row_filters:\n"
+                  "      - {column: stadtteil, claim: districts, rule: einwohner.own_districts_only}\n")
+    changed = grant.replace("    max_rows: 100000\n", "    max_rows: 100000\n" + row_filter, 1)
+    grants.write_text(text.replace(grant, changed, 1), encoding="utf-8")
+    # the proposal keeps its Rego tests: `gateway policy diff` refuses a version that fails them (exit 2)
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli.main", "policy", "diff", str(proposed), "--json",
+         "--data-dir", str(rt.settings.data_dir), "--config", str(rt.settings.data_dir / "gateway.yaml")],
+        capture_output=True, text=True, cwd=REPO, timeout=300, check=False)
+    assert done.returncode == 1, done.stderr  # 1: something would change
+    groups = {(g["user"], g["dataset"]): g["changes"] for g in json.loads(done.stdout)["changes"]}
+    anna = groups.get(("anna", "einwohner"))
+    assert anna is not None, groups
+    rows = [c for c in anna if c["kind"] == "row_filter"]
+    assert [c["detail"] for c in rows] == [
+        "rows newly filtered: stadtteil in [] by einwohner.own_districts_only"], anna
+    assert filtered.json()["query_id"] in rows[0]["examples"]
+    assert ("anna", "stadtteile") not in groups
+    assert elsewhere.json()["query_id"] not in {e for group in groups.values() for c in group for e in c["examples"]}
+    assert ("sven", "sozialleistungen") not in groups  # his grant and its filters are untouched
+
+
 def test_on_premises_data_refused_outside_the_network(admin_env: tuple[Runtime, Path],
                                                       access_token: Callable[..., str]) -> None:
     rt, _ = admin_env

@@ -34,7 +34,8 @@ SQL = "SELECT stadtteil, count(*) AS n FROM einwohner GROUP BY 1"
 def _copy_policy(target: Path) -> Path:
     shutil.copytree(DEFAULT_POLICY_DIR, target, ignore=shutil.ignore_patterns("*_test.rego"))
     (target / "versions_smoke_test.rego").write_text(
-        "package gateway.versions_smoke_test\n\nimport rego.v1\n\ntest_catalog_loaded if count(data.catalog) > 0\n", encoding="utf-8")
+        "package gateway.versions_smoke_test\n\nimport rego.v1\n\n"
+        "test_catalog_loaded if count(data.catalog) > 0\n", encoding="utf-8")
     return target
 
 

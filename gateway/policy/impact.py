@@ -18,10 +18,12 @@ reports the outcome the analyst would meet:
 
 The report groups the changes by user and dataset, with example request ids an auditor can look up.
 
-What it reads and what it does not: only the literal-free SQL. The encrypted original SQL is never
-decrypted - that is the auditor's act, with a recorded reason, and the DPO who previews a policy reads no
-personal data (separation of duties). Literals do not decide the rewriter's outcome (which columns are
-read and how, which datasets, which functions), so each ``?`` is planned as the number 1. The rewritten
+What it reads and what it does not: only the literal-free SQL, which it replays. The encrypted original
+SQL is never decrypted here, so the DPO who previews a policy reads no personal data (separation of
+duties). Decrypting one record's original SQL is a separate, exceptional act of the DPO alone, with a
+logged reason (``POST /v1/audit/{seq}/original-sql``, gateway/api/audit_routes.py). Literals do not
+decide the rewriter's outcome (which columns are read and how, which datasets, which functions), so each
+``?`` is planned as the number 1. The rewritten
 SQL is discarded: it is planned with a throwaway pseudonymisation key, and nothing is executed against a
 database. A record whose SQL cannot be recovered (no ``sql_normalised``, or the unparseable-SQL marker)
 is compared on the two decisions alone, for every dataset it names, and its report line says so
