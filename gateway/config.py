@@ -26,7 +26,11 @@ class OpaSettings(BaseModel):
     timeout_seconds: float = Field(default=2.0, gt=0, description="Timeout of one decision request.")
     push_policy: bool = Field(default=False, description=(
         "Upload the policy directory (after its Rego tests pass) to OPA at start and on four-eyes "
-        "activation; for an OPA that has no bundle source of its own (docker-compose)."))
+        "activation; for an OPA that has no bundle source of its own (tests and development)."))
+    bundle_dir: Path | None = Field(default=None, description=(
+        "The bundle directory OPA serves (opa run --server --watch --bundle DIR), writable for the gateway: "
+        "four-eyes activation publishes the approved policy there and the gateway adopts it once OPA "
+        "serves its revision. Unset: OPA's bundle is updated by other means."))
 
 
 class Settings(BaseSettings):

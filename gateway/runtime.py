@@ -68,16 +68,19 @@ def build_policy_engine(settings: Settings, catalog: Catalog,
         # the same gate as an embedded reload: compiles, decides, passes its Rego tests
         bundle = load_candidate(settings.policy_dir, settings.catalog_path).bundle
         opa = OpaPolicyEngine(settings.opa.url, version=bundle.version, timeout_s=settings.opa.timeout_seconds,
-                              on_activate=on_activate)
+                              on_activate=on_activate, policy_dir=settings.policy_dir,
+                              catalog_path=settings.catalog_path)
         opa.install(bundle, rule="startup")
         return opa
-    # OPA loads the policy from its mounted bundle (gateway policy bundle); the gateway checks that OPA's
-    # bundle revision is the version of its own policy_dir, and fails closed while it is not
+    # OPA loads the policy from its bundle (gateway policy bundle); the gateway checks that OPA's bundle
+    # revision is the version of its own policy_dir, fails closed while it is not, and re-pins when OPA
+    # serves the version policy_dir holds (four-eyes activation publishes it into opa.bundle_dir)
     bundle = load_bundle(settings.policy_dir, catalog)
     if on_activate is not None:
         on_activate(bundle, "startup")
     opa = OpaPolicyEngine(settings.opa.url, version=bundle.version, timeout_s=settings.opa.timeout_seconds,
-                          check_revision=True)
+                          check_revision=True, on_activate=on_activate, policy_dir=settings.policy_dir,
+                          catalog_path=settings.catalog_path, bundle_dir=settings.opa.bundle_dir)
     try:
         opa.verify_revision(force=True)
     except PolicyUnavailable as exc:  # OPA may start later: decisions and /healthz answer 503 meanwhile

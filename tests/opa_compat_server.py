@@ -18,12 +18,19 @@ API (https://www.openpolicyagent.org/docs/rest-api) that opa-python-client and t
   OPA, the policy and data write APIs refuse paths under the bundle's ``roots`` (400
   ``invalid_parameter``). Unlike OPA, ``*_test.rego`` modules of the bundle are not loaded (regopy
   crashes evaluating decisions with test modules loaded); the decision never depends on them.
+* with ``watch=True`` (like ``opa run --server --watch --bundle DIR``) the bundle directory is re-read
+  when its files change: before each request the server compares the files' size and mtime with those of
+  the last load and, if they changed, activates the bundle anew (its new ``.manifest`` revision
+  included). A bundle that cannot be loaded leaves the previous one active, as OPA does.
 
 The Rego is evaluated by regopy (the Rego engine the gateway embeds), i.e. by a *different* Rego
 engine than OPA. What this proves is that ``OpaPolicyEngine`` speaks OPA's wire protocol correctly and
-fails closed; it does not prove that OPA itself evaluates ``policies/gateway.rego`` identically. The
-real OPA runs in ``docker-compose`` (service ``opa``); run the conformance tests against it with
-``GATEWAY_TEST_OPA_URL=http://127.0.0.1:8181``.
+fails closed; it does not prove that OPA itself evaluates ``policies/gateway.rego`` identically. To
+run the conformance tests against a real OPA (in docker-compose its port is not published), start one
+locally with the reference policy as its bundle::
+
+    gateway policy bundle /tmp/b && opa run --server -b /tmp/b
+    GATEWAY_TEST_OPA_URL=http://127.0.0.1:8181 pytest tests/test_policy.py -k "opa or conformance"
 """
 
 from __future__ import annotations
@@ -74,7 +81,32 @@ class _State:
         self.data: dict[str, Any] = {}
         self.roots: list[str] = []  # of the loaded bundle; writes under them are refused
         self.bundle_name = ""
+        self.bundle_dir: Path | None = None
+        self.watch = False
+        self._fingerprint: tuple[tuple[str, int, int], ...] = ()
         self._interpreter: Interpreter | None = None
+
+    def fingerprint(self) -> tuple[tuple[str, int, int], ...]:
+        if self.bundle_dir is None:
+            return ()
+        found = []
+        for path in sorted(self.bundle_dir.rglob("*")):
+            if path.is_file() and not path.name.endswith(".tmp"):
+                st = path.stat()
+                found.append((str(path), st.st_mtime_ns, st.st_size))
+        return tuple(found)
+
+    def refresh(self) -> None:
+        """With ``watch``: re-activate the bundle if its files changed; keep the old one if it fails."""
+        if not self.watch or self.bundle_dir is None:
+            return
+        try:
+            current = self.fingerprint()
+            if current != self._fingerprint:
+                self.load_bundle(self.bundle_dir)
+                self._fingerprint = current
+        except (OSError, ValueError, RuntimeError):
+            pass  # like OPA: an unloadable bundle leaves the active one in place; retried on the next request
 
     def load_bundle(self, bundle_dir: Path) -> None:
         """Activate the bundle in ``bundle_dir`` (replacing everything), as ``opa run --bundle`` does."""
@@ -84,6 +116,7 @@ class _State:
                    for p in sorted(bundle_dir.rglob("*.rego")) if not p.name.endswith("_test.rego")}
         name = str(bundle_dir)
         data["system"] = {"bundles": {name: {"manifest": manifest}}}
+        self.bundle_dir = bundle_dir
         with self.lock:
             self.modules, self.data = modules, data
             self.roots, self.bundle_name = [str(r) for r in manifest.get("roots", [""])], name
@@ -157,12 +190,20 @@ def _delete_path(doc: dict[str, Any], path: str) -> bool:
     return True
 
 
-def create_app(bundle_dir: Path | None = None) -> FastAPI:
+def create_app(bundle_dir: Path | None = None, *, watch: bool = False) -> FastAPI:
     app = FastAPI(title="OPA REST API stand-in (regopy)", docs_url=None, redoc_url=None, openapi_url=None)
     state = _State()
     if bundle_dir is not None:
         state.load_bundle(bundle_dir)
+        state.watch = watch
+        state.refresh()  # records the fingerprint of what was loaded
     app.state.opa = state
+
+    @app.middleware("http")
+    async def watch_bundle(request: Request, call_next: Any) -> Response:
+        state.refresh()
+        response: Response = await call_next(request)
+        return response
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -275,11 +316,14 @@ def _free_port() -> int:
 
 
 @contextmanager
-def run_compat_server(start_timeout_s: float = 10.0, *, bundle_dir: Path | None = None) -> Iterator[str]:
+def run_compat_server(start_timeout_s: float = 10.0, *, bundle_dir: Path | None = None,
+                      watch: bool = False) -> Iterator[str]:
     """Serve the stand-in on 127.0.0.1 (free port) in a background thread; yield its base URL.
-    With ``bundle_dir`` it starts with that bundle loaded, like ``opa run --server --bundle DIR``."""
+    With ``bundle_dir`` it starts with that bundle loaded, like ``opa run --server --bundle DIR``; with
+    ``watch`` it also follows changes of that directory, like ``--watch``."""
     port = _free_port()
-    config = uvicorn.Config(create_app(bundle_dir), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(create_app(bundle_dir, watch=watch), host="127.0.0.1", port=port, log_level="warning",
+                            lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="opa-compat-server", daemon=True)
     thread.start()

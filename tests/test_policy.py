@@ -1,9 +1,17 @@
 """Tests of the policy layer: reference outcomes, embedded-vs-OPA conformance, Rego unit tests, lint, reload.
 
 The OPA backend is exercised against tests/opa_compat_server.py, a stand-in that speaks OPA's REST
-data API but evaluates with regopy (no OPA binary can be installed here). Set GATEWAY_TEST_OPA_URL
-(e.g. http://127.0.0.1:8181, the docker-compose ``opa`` service) to run the conformance table against
-a real OPA as well.
+data API but evaluates with regopy (no OPA binary can be installed here); CI never sets
+GATEWAY_TEST_OPA_URL and always takes this path. To check the reference cases against a real OPA (the
+docker-compose ``opa`` service publishes no port), serve the reference policy as a bundle and point the
+tests at it:
+
+    gateway policy bundle /tmp/b && opa run --server -b /tmp/b
+    GATEWAY_TEST_OPA_URL=http://127.0.0.1:8181 pytest tests/test_policy.py -k "opa or conformance"
+
+In that mode nothing is pushed (the bundle's roots make OPA refuse writes): the tests first check that
+OPA serves exactly the reference policy's revision. The edge cases need a second bundle that only the
+stand-in can be given, so the conformance test then fails naming them instead of skipping them.
 """
 
 from __future__ import annotations
@@ -130,14 +138,20 @@ def engines(bundle: PolicyBundle, opa_urls: tuple[str, str]) -> dict[str, tuple[
     """name -> (embedded, opa) for the reference and the edge bundle."""
     edge = _edge_bundle(bundle)
     ref_url, edge_url = opa_urls
+    if edge_url == ref_url:  # GATEWAY_TEST_OPA_URL: a real OPA serving the reference bundle, never pushed to
+        real = OpaPolicyEngine(ref_url, version=bundle.version, check_revision=True)
+        try:
+            real.verify_revision(force=True)
+        except PolicyUnavailable as exc:
+            pytest.fail(f"GATEWAY_TEST_OPA_URL={ref_url} must serve the reference policy as a bundle "
+                        f"(gateway policy bundle /tmp/b && opa run --server -b /tmp/b): {exc.detail}")
+        return {"reference": (EmbeddedPolicyEngine(bundle), real)}
     push_bundle(ref_url, bundle)
-    pairs: dict[str, tuple[Any, Any]] = {
+    push_bundle(edge_url, edge)
+    return {
         "reference": (EmbeddedPolicyEngine(bundle), OpaPolicyEngine(ref_url, version=bundle.version)),
+        "edge": (EmbeddedPolicyEngine(edge), OpaPolicyEngine(edge_url, version=edge.version)),
     }
-    if edge_url != ref_url:
-        push_bundle(edge_url, edge)
-        pairs["edge"] = (EmbeddedPolicyEngine(edge), OpaPolicyEngine(edge_url, version=edge.version))
-    return pairs
 
 
 def principal(user: str, **changes: Any) -> Principal:
@@ -421,7 +435,7 @@ def test_conformance_embedded_equals_opa(engines: dict[str, tuple[Any, Any]]) ->
     checked = 0
     for name, which, pi in CONFORMANCE:
         if which not in engines:
-            continue  # GATEWAY_TEST_OPA_URL: one real OPA holds only the reference bundle
+            continue  # reported below, after the cases that can be checked
         embedded_engine, opa_engine = engines[which]
         a, b = embedded_engine.decide(pi), opa_engine.decide(pi)
         checked += 1
@@ -429,6 +443,11 @@ def test_conformance_embedded_equals_opa(engines: dict[str, tuple[Any, Any]]) ->
             mismatches.append(f"{name}:\n  embedded={a.model_dump()}\n  opa     ={b.model_dump()}")
     assert not mismatches, "\n".join(mismatches[:5])
     assert checked >= len(DEMO_USERS) * len(PURPOSES) * (len(DATASETS) + 1)
+    unserved = sorted({which for _, which, _ in CONFORMANCE} - set(engines))
+    assert not unserved, (
+        f"the reference cases agree, but no OPA serves the {', '.join(unserved)} bundle: with "
+        "GATEWAY_TEST_OPA_URL one real OPA serves only the reference policy, so these cases were not checked; "
+        "run without GATEWAY_TEST_OPA_URL (the stand-in serves every bundle) to check them")
 
 
 def test_conformance_covers_allow_and_deny(engines: dict[str, tuple[Any, Any]]) -> None:

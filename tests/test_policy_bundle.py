@@ -115,7 +115,7 @@ def _small_policy(root: Path, *, test_passes: bool) -> Path:
     """The reference policy and catalog with one fast test module instead of the reference tests."""
     shutil.copytree(DEFAULT_POLICY_DIR, root, ignore=shutil.ignore_patterns("*_test.rego"))
     (root / "bundle_smoke_test.rego").write_text(
-        "package gateway.bundle_smoke_test\n\nimport data.gateway.authz\n\n"
+        "package gateway.bundle_smoke_test\n\nimport rego.v1\n\nimport data.gateway.authz\n\n"
         f"test_catalog_loaded if count(data.catalog) {'>' if test_passes else '<'} 0\n", encoding="utf-8")
     return root
 
@@ -225,20 +225,28 @@ def test_compose_opa_serves_the_read_only_bundle_and_is_not_published() -> None:
     opa = compose["services"]["opa"]
     assert "ports" not in opa
     command = opa["command"]
-    assert command[:2] == ["run", "--server"] and "--bundle" in command
+    assert command[:2] == ["run", "--server"] and "--bundle" in command and "--watch" in command
     bundle_path = command[command.index("--bundle") + 1]
     holding = [v for v in opa["volumes"] if bundle_path.startswith(v.split(":")[1] + "/")]
     assert holding and all(v.endswith(":ro") for v in holding)
     bundler = compose["services"]["policy-bundle"]
     assert any("gateway policy bundle" in part for part in bundler["command"])
     assert opa["depends_on"]["policy-bundle"]["condition"] == "service_completed_successfully"
-    gateway_env = compose["services"]["gateway"].get("environment", {})
-    assert "GATEWAY_OPA__PUSH_POLICY" not in gateway_env
+    gateway = compose["services"]["gateway"]
+    assert "GATEWAY_OPA__PUSH_POLICY" not in gateway.get("environment", {})
+    # four-eyes activation: the gateway writes its policy directory and OPA's bundle (the same volume, rw)
+    settings = load_settings(REPO_ROOT / "docs" / "examples" / "gateway.compose.yaml")
+    assert settings.opa.bundle_dir is not None and str(settings.opa.bundle_dir) == bundle_path
+    writable = {v.split(":")[1]: v.split(":")[0] for v in gateway["volumes"] if not v.endswith(":ro")}
+    assert writable.get("/bundles") == holding[0].split(":")[0]
+    assert writable.get(str(settings.policy_dir)) == "gateway-policy"
+    assert any(f"--policy-dir {settings.policy_dir}" in part for part in bundler["command"])
 
 
 def test_compose_gateway_config_loads_with_the_real_settings_loader() -> None:
     settings = load_settings(REPO_ROOT / "docs" / "examples" / "gateway.compose.yaml")
     assert settings.policy_backend == "opa"
     assert settings.opa.url == "http://opa:8181" and settings.opa.push_policy is False
+    assert str(settings.opa.bundle_dir) == "/bundles/policy"
     assert settings.identity is not None and str(settings.identity.issuer).startswith("https://")
     assert str(settings.audit_url).startswith("postgresql://")

@@ -31,7 +31,6 @@ from gateway.audit import AuditEvent, AuditFilter
 from gateway.errors import AccessDenied, AuditUnavailable, GatewayError, PolicyRejected, PolicyUnavailable
 from gateway.identity.principal import Principal
 from gateway.policy.impact import replay
-from gateway.policy.opa import OpaPolicyEngine
 from gateway.policy.proposals import (
     CATALOG_FILE,
     POLICY_ROLES,
@@ -40,6 +39,7 @@ from gateway.policy.proposals import (
     ProposalNotOpen,
     ProposalStore,
     check_files,
+    check_writable,
     four_eyes_decision,
     install,
     now,
@@ -215,6 +215,19 @@ def policy_router(runtime: Runtime, principal_dependency: Callable[..., Principa
               proposal_id=proposal_id, version=found.version)
         return ProposalView(proposal=found, files=store.files(proposal_id), active_version=gateway.policy.version)
 
+    def not_installed(caller: Principal, request: Request, found: Proposal, exc: OSError, *,
+                      event: str) -> PolicyUnavailable:
+        """A policy directory the gateway cannot write: audited, answered 503, the proposal stays open."""
+        where = exc.filename or settings.policy_dir
+        audit(caller, request, event=event, decision="error", rule="four_eyes.activate", proposal_id=found.id,
+              version=found.version, error_code="policy_not_activated")
+        log.error("proposal %s not installed: %s (%s)", found.id, type(exc).__name__, where)
+        return PolicyUnavailable(
+            f"proposal {found.id} was not activated: the gateway cannot write {where} ({exc.strerror or exc}). "
+            f"Make policy_dir ({settings.policy_dir}) and its data/ directory (and catalog_path, if the proposal "
+            "holds a catalog) writable for the gateway's service account, then approve again; the proposal "
+            f"stays open and {gateway.policy.version} stays in force", code="policy_not_activated")
+
     @router.post("/proposals/{proposal_id}/approve", response_model=ProposalView,
                  summary="Approve a proposal (not your own); it goes live at once")
     def approve(request: Request, caller: Caller, proposal_id: Annotated[str, Path(max_length=40)],
@@ -253,15 +266,21 @@ def policy_router(runtime: Runtime, principal_dependency: Callable[..., Principa
             except PolicyUnavailable as exc:
                 raise refuse(caller, request, PolicyRejected(exc.detail), event="policy_approved",
                              rule="four_eyes.gate", proposal_id=proposal_id, version=found.version) from exc
+            try:
+                check_writable(source, settings.policy_dir, settings.catalog_path)
+            except OSError as exc:
+                raise not_installed(caller, request, found, exc, event="policy_approved") from None
             audit(caller, request, event="policy_approved", decision="allow", rule=verdict.rule,
                   proposal_id=proposal_id, version=candidate.bundle.version,
                   extra=[f"policy.proposed_by={found.proposed_by_name}"])
-            install(source, settings.policy_dir, settings.catalog_path)
+            try:
+                install(source, settings.policy_dir, settings.catalog_path)
+            except OSError as exc:
+                raise not_installed(caller, request, found, exc, event="policy_activated") from None
+            # embedded: reload; OPA: publish the bundle (opa.bundle_dir) or push it, and re-pin
             reload_now = getattr(gateway.policy, "check_now", None)
             if callable(reload_now):
                 reload_now(force=True)
-            elif isinstance(gateway.policy, OpaPolicyEngine) and settings.opa.push_policy:
-                gateway.policy.install(candidate.bundle)
             activated = gateway.policy.version == candidate.bundle.version
             found = found.decided("activated" if activated else "proposed", caller.subject, caller.username,
                                   body.comment if body else "")

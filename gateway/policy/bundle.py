@@ -90,6 +90,46 @@ def write_bundle(bundle: PolicyBundle, out_dir: Path, *, file_mode: int = 0o644)
     return out_dir
 
 
+#: marks the revision of a bundle that is being rewritten in place (never a policy version)
+PUBLISHING_SUFFIX = "~publishing"
+
+
+def publish_bundle(bundle: PolicyBundle, bundle_dir: Path, *, file_mode: int = 0o644) -> Path:
+    """Update the bundle a running ``opa run --server --watch --bundle DIR`` serves, in place.
+
+    OPA watches the directory itself, so it is not swapped like in ``write_bundle``; each file is written
+    to a ``.tmp`` name OPA's loader ignores and renamed into place. A ``.manifest`` with an interim
+    revision (``<version>~publishing``, equal to no policy version) goes first: while files change, OPA
+    serves a revision the gateway can neither keep nor adopt, so it fails closed. The ``.manifest`` with
+    the new revision goes last: OPA serves that revision only once every file is the new one. Files of the
+    old version that the new one lacks are removed. A non-empty directory without a ``.manifest`` is refused (ValueError); an
+    unwritable one raises OSError.
+    """
+    if bundle_dir.exists() and any(bundle_dir.iterdir()) and not (bundle_dir / MANIFEST).exists():
+        raise ValueError(f"{bundle_dir} is not empty and holds no bundle ({MANIFEST}); set opa.bundle_dir to the "
+                         "directory OPA serves (--bundle DIR)")
+    bundle_dir.mkdir(parents=True, exist_ok=True)
+    files = bundle_files(bundle)
+    interim = {**json.loads(files[MANIFEST]), "revision": f"{bundle.version}{PUBLISHING_SUFFIX}"}
+    _replace_file(bundle_dir / MANIFEST, json.dumps(interim, indent=2, sort_keys=True) + "\n", file_mode)
+    for old in sorted(bundle_dir.rglob("*.rego")):
+        if str(old.relative_to(bundle_dir)) not in files:
+            old.unlink()
+    for name, text in sorted(files.items()):
+        if name != MANIFEST:
+            _replace_file(bundle_dir / name, text, file_mode)
+    _replace_file(bundle_dir / MANIFEST, files[MANIFEST], file_mode)
+    return bundle_dir
+
+
+def _replace_file(target: Path, text: str, mode: int) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.chmod(mode)
+    os.replace(tmp, target)
+
+
 def read_bundle(bundle_dir: Path) -> PolicyBundle:
     """Load a bundle directory back (modules, ``data.json``, the manifest's revision as the version)."""
     manifest_path = bundle_dir / MANIFEST

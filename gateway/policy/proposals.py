@@ -278,5 +278,22 @@ def install(source: Path, policy_dir: Path, catalog_path: Path) -> None:
         os.replace(tmp, target)
 
 
+def check_writable(source: Path, policy_dir: Path, catalog_path: Path) -> None:
+    """Raise OSError unless ``install`` can write every directory it would touch (checked before the
+    approval is recorded, so a read-only ``policy_dir`` refuses the approval instead of half-doing it)."""
+    targets = {policy_dir, policy_dir / "data"}
+    if (source / CATALOG_FILE).exists():
+        targets.add(catalog_path.parent)
+    for directory in sorted(targets):
+        if not directory.exists():
+            continue
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=directory)
+        except OSError as exc:  # name the directory, not the probe file
+            raise OSError(exc.errno, exc.strerror, str(directory)) from exc
+        os.close(fd)
+        os.unlink(probe)
+
+
 def now() -> datetime:
     return datetime.now(UTC)
