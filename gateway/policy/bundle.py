@@ -102,8 +102,8 @@ def publish_bundle(bundle: PolicyBundle, bundle_dir: Path, *, file_mode: int = 0
     revision (``<version>~publishing``, equal to no policy version) goes first: while files change, OPA
     serves a revision the gateway can neither keep nor adopt, so it fails closed. The ``.manifest`` with
     the new revision goes last: OPA serves that revision only once every file is the new one. Files of the
-    old version that the new one lacks are removed. A non-empty directory without a ``.manifest`` is refused (ValueError); an
-    unwritable one raises OSError.
+    old version that the new one lacks are removed. A non-empty directory without a ``.manifest`` is
+    refused (ValueError); an unwritable one raises OSError.
     """
     if bundle_dir.exists() and any(bundle_dir.iterdir()) and not (bundle_dir / MANIFEST).exists():
         raise ValueError(f"{bundle_dir} is not empty and holds no bundle ({MANIFEST}); set opa.bundle_dir to the "
