@@ -6,7 +6,6 @@ import hashlib
 import logging
 import os
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from gateway.catalog import Catalog, ConnectorConfig, load_catalog
 from gateway.config import Settings
 from gateway.identity.verifier import TokenVerifier
 from gateway.pipeline import Gateway, Scanner
-from gateway.policy.engine import PolicyBundle, PolicyEngine, load_bundle
+from gateway.policy.engine import ActivationHook, PolicyEngine, load_bundle
 from gateway.policy.versions import VERSIONS_DIR, PolicyVersionArchive, activation_recorder
 from gateway.sql.masks import KeyRing
 from gateway.sql.pseudonym_replica import (
@@ -49,7 +48,7 @@ def load_key_ring(keys_dir: Path, *, create: bool) -> KeyRing:
 
 
 def build_policy_engine(settings: Settings, catalog: Catalog,
-                        on_activate: Callable[[PolicyBundle, str], None] | None = None) -> PolicyEngine:
+                        on_activate: ActivationHook | None = None) -> PolicyEngine:
     """The policy engine of ``settings``; ``on_activate`` (archive + audit, gateway.policy.versions) is
     called for every version that goes live, before it serves."""
     if settings.policy_backend == "embedded":

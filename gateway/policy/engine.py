@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,6 +38,24 @@ class PolicyBundle:
     #: ``*_test.rego`` modules, kept apart: they are run by `gateway policy test`, never loaded into the
     #: decision interpreter (regopy 1.5 crashes evaluating decisions with test modules loaded)
     test_modules: dict[str, str] = field(default_factory=dict)
+
+
+#: called with the bundle that goes live and the rule that made it go live (archive + audit,
+#: gateway.policy.versions.activation_recorder)
+ActivationHook = Callable[[PolicyBundle, str], None]
+
+
+def run_activation_hook(hook: ActivationHook | None, bundle: PolicyBundle, rule: str) -> None:
+    """Hand a version to ``hook`` before it decides anything; a failure refuses the version
+    (PolicyUnavailable ``policy_activation_failed``): no version serves unarchived or unaudited."""
+    if hook is None:
+        return
+    try:
+        hook(bundle, rule)
+    except Exception as exc:
+        raise PolicyUnavailable(
+            f"policy {bundle.version} could not be archived or audited ({type(exc).__name__}: {exc}), "
+            "so it was not activated", code="policy_activation_failed") from exc
 
 
 def load_bundle(policy_dir: Path, catalog: Catalog) -> PolicyBundle:

@@ -36,7 +36,6 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,7 +45,14 @@ from opa_client import OpaClient
 
 from gateway.errors import PolicyUnavailable
 from gateway.policy.decision import Decision, PolicyInput
-from gateway.policy.engine import DECISION_PATH, PolicyBundle, load_bundle, parse_decision
+from gateway.policy.engine import (
+    DECISION_PATH,
+    ActivationHook,
+    PolicyBundle,
+    load_bundle,
+    parse_decision,
+    run_activation_hook,
+)
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +124,7 @@ class OpaPolicyEngine:
 
     def __init__(self, url: str, *, version: str, timeout_s: float = 2.0, retries: int = 1,
                  token: str | None = None, check_revision: bool = False, revision_check_seconds: float = 5.0,
-                 on_activate: Callable[[PolicyBundle, str], None] | None = None,
+                 on_activate: ActivationHook | None = None,
                  policy_dir: Path | None = None, catalog_path: Path | None = None, bundle_dir: Path | None = None,
                  publish_wait_seconds: float = 15.0) -> None:
         self._url = url
@@ -268,14 +274,7 @@ class OpaPolicyEngine:
 
     def _activate(self, bundle: PolicyBundle, rule: str) -> None:
         """``on_activate`` (archive, audit) before the version decides; a failure refuses it."""
-        if self._on_activate is None:
-            return
-        try:
-            self._on_activate(bundle, rule)
-        except Exception as exc:
-            raise PolicyUnavailable(
-                f"policy {bundle.version} could not be archived or audited ({type(exc).__name__}: {exc}), "
-                "so it was not activated", code="policy_activation_failed") from exc
+        run_activation_hook(self._on_activate, bundle, rule)
 
     def check_now(self, *, force: bool = False) -> bool:
         """Bring the pinned version in line with the policy directory; True when a new version went live.

@@ -36,7 +36,7 @@ from gateway.catalog import Catalog, load_catalog
 from gateway.errors import PolicyUnavailable
 from gateway.policy.decision import Decision, PolicyInput
 from gateway.policy.embedded import EmbeddedPolicyEngine
-from gateway.policy.engine import PolicyBundle, load_bundle
+from gateway.policy.engine import ActivationHook, PolicyBundle, load_bundle, run_activation_hook
 from gateway.policy.proposals import require_four_eyes_rule
 from gateway.policy.rego_syntax import modules_v1_problems
 from gateway.policy.testing import run_bundle_tests
@@ -44,7 +44,6 @@ from gateway.policy.testing import run_bundle_tests
 log = logging.getLogger("gateway.policy.reload")
 
 #: called with the bundle about to go live and the rule that made it go live (see the module docstring)
-ActivationHook = Callable[[PolicyBundle, str], None]
 
 _PROBE = PolicyInput(identity={}, action={"operation": "SelectFromColumns", "purpose": ""},
                      resource={"datasets": []}, context={"time": "1970-01-01T00:00:00Z"})
@@ -229,13 +228,7 @@ class ReloadingPolicyEngine:
     def _activate(self, candidate: _Active, rule: str) -> None:
         """Hand the version to ``on_activate`` (archive, audit) before it serves; a failure refuses it."""
         bundle = candidate.engine.bundle
-        if self._on_activate is not None:
-            try:
-                self._on_activate(bundle, rule)
-            except Exception as exc:
-                raise PolicyUnavailable(
-                    f"policy {bundle.version} could not be archived or audited ({type(exc).__name__}: {exc}), "
-                    "so it was not activated", code="policy_activation_failed") from exc
+        run_activation_hook(self._on_activate, bundle, rule)
         log.info("policy %s in force (%s; from %s)", bundle.version, rule, self._policy_dir)
 
     def _note_version(self, version: str) -> None:

@@ -26,15 +26,12 @@ from typing import Any
 
 from gateway.errors import NotFound
 from gateway.policy.bundle import MANIFEST, bundle_files, read_bundle, recomputed_version, write_bundle
-from gateway.policy.engine import PolicyBundle
+from gateway.policy.engine import ActivationHook, PolicyBundle
 
 log = logging.getLogger("gateway.policy.versions")
 
 VERSIONS_DIR = "policy-versions"
 _VERSION_RE = re.compile(r"^sha256[:-]([0-9a-f]{16})$")
-
-#: called with the bundle that goes live and the rule that made it go live
-ActivationHook = Callable[[PolicyBundle, str], None]
 
 
 class PolicyVersionNotFound(NotFound):
